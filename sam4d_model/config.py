@@ -1,0 +1,187 @@
+# Copyright 2026 The sam4d_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""Model configuration: plain dataclasses, loaded from the YAML files in ``sam4d_model/configs``.
+
+``load_config('sam4d_tiny')`` / ``load_config('sam4d_small')`` / ``load_config('path/to/file.yaml')`` return a
+:class:`SAM4DConfig`. Configs are data: every variant of the network is the same code with other numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Union
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class ImageEncoderConfig:
+    """Hiera trunk + FPN neck (SAM2 layout) and image preprocessing."""
+
+    image_size: int = 768
+    embed_dim: int = 96
+    num_heads: int = 1
+    stages: List[int] = field(default_factory=lambda: [1, 2, 11, 2])
+    global_att_blocks: List[int] = field(default_factory=lambda: [7, 10, 13])
+    window_spec: List[int] = field(default_factory=lambda: [8, 4, 14, 7])
+    window_pos_embed_bkg_spatial_size: List[int] = field(default_factory=lambda: [7, 7])
+    fpn_top_down_levels: List[int] = field(default_factory=lambda: [2, 3])
+    pixel_mean: List[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    pixel_std: List[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    backbone_stride: int = 16
+
+
+@dataclass
+class LidarEncoderConfig:
+    """Sparse MinkUNet (spconv) on voxels."""
+
+    voxel_size: float = 0.15
+    num_point_features: int = 1
+    encoder_channels: List[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    encoder_blocks: List[int] = field(default_factory=lambda: [3, 4, 6, 3])
+    stem_channels: int = 32
+    decoder_channels: List[int] = field(default_factory=lambda: [256, 128])
+    decoder_blocks: List[int] = field(default_factory=lambda: [2, 2])
+    max_range: float = 200.0
+
+
+@dataclass
+class UMPEConfig:
+    """Unified multi-modal positional encoding (depth hypotheses along pixel rays + shared MLP)."""
+
+    depth_min: float = 1.0
+    depth_max: float = 77.8
+    depth_step: float = 0.6
+    fourier_scale: float = 1.0
+    fourier_coord_scale: float = 0.1
+
+
+@dataclass
+class MemoryConfig:
+    """Multi-modal cross-attention memory (MCMA) and memory encoders."""
+
+    num_maskmem: int = 7
+    max_obj_ptrs: int = 8
+    num_layers: int = 4
+    num_heads: int = 1
+    dim_feedforward: int = 2048
+    dropout: float = 0.1
+    mem_dim: int = 256
+    use_ego_motion: bool = True
+    pose_d_max: float = 1.0
+    sigmoid_scale: float = 20.0
+    sigmoid_bias: float = -10.0
+    mask_downsampler_channels: List[int] = field(default_factory=lambda: [4, 16, 64, 256])
+    fuser_layers: int = 2
+
+
+@dataclass
+class DecoderConfig:
+    """Shared two-way transformer mask decoder and prompt encoders."""
+
+    depth: int = 2
+    num_heads: int = 8
+    mlp_dim: int = 2048
+    num_multimask_outputs: int = 3
+    iou_head_depth: int = 3
+    iou_head_hidden_dim: int = 256
+    mask_in_chans: int = 16
+    dynamic_multimask_via_stability: bool = True
+    dynamic_multimask_stability_delta: float = 0.05
+    dynamic_multimask_stability_thresh: float = 0.98
+    multimask_output_in_sam: bool = True
+    multimask_output_for_tracking: bool = True
+    multimask_max_pt_num: int = 1
+
+
+@dataclass
+class SAM4DConfig:
+    """Whole-model configuration."""
+
+    name: str = "sam4d_small"
+    d_model: int = 256
+    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    lidar: LidarEncoderConfig = field(default_factory=LidarEncoderConfig)
+    umpe: UMPEConfig = field(default_factory=UMPEConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    @property
+    def num_depth_bins(self) -> int:
+        """Number of depth hypotheses of the UMPE (128 for the paper's 1..77.8 m, step 0.6 m)."""
+        u = self.umpe
+        return int(len(_arange(u.depth_min, u.depth_max, u.depth_step)))
+
+    def validate(self) -> "SAM4DConfig":
+        """Check the invariants the code relies on; returns ``self``."""
+        if self.memory.mem_dim != self.d_model:
+            raise ValueError(f"memory.mem_dim ({self.memory.mem_dim}) must equal d_model ({self.d_model})")
+        if self.d_model % 8 != 0:
+            raise ValueError("d_model must be a multiple of 8")
+        if len(self.lidar.encoder_channels) != 4 or len(self.lidar.decoder_channels) != 2:
+            raise ValueError("lidar encoder: 4 encoder stages (stride 2..16) and 2 decoder stages (stride 8, 4)")
+        if self.image.image_size % 32 != 0:
+            raise ValueError("image.image_size must be a multiple of 32")
+        return self
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain nested dict (YAML/JSON serialisable)."""
+        return dataclasses.asdict(self)
+
+
+def _arange(start: float, stop: float, step: float):
+    import numpy as np
+
+    return np.arange(start, stop, step)
+
+
+_SECTIONS = {
+    "image": ImageEncoderConfig,
+    "lidar": LidarEncoderConfig,
+    "umpe": UMPEConfig,
+    "memory": MemoryConfig,
+    "decoder": DecoderConfig,
+}
+
+
+def config_from_dict(d: Dict[str, Any]) -> SAM4DConfig:
+    """Build a :class:`SAM4DConfig` from a nested dict; unknown keys raise ``ValueError``."""
+    d = copy.deepcopy(dict(d))
+    kwargs: Dict[str, Any] = {}
+    top_fields = {f.name for f in dataclasses.fields(SAM4DConfig)}
+    for key, value in d.items():
+        if key not in top_fields:
+            raise ValueError(f"unknown config key '{key}'")
+        if key in _SECTIONS:
+            cls = _SECTIONS[key]
+            names = {f.name for f in dataclasses.fields(cls)}
+            bad = set(value or {}) - names
+            if bad:
+                raise ValueError(f"unknown keys in config section '{key}': {sorted(bad)}")
+            kwargs[key] = cls(**(value or {}))
+        else:
+            kwargs[key] = value
+    return SAM4DConfig(**kwargs).validate()
+
+
+def load_config(name_or_path: Union[str, Path, Dict[str, Any], SAM4DConfig]) -> SAM4DConfig:
+    """Load a config by name (``'sam4d_tiny'``, ``'sam4d_small'``), YAML path, dict or config object."""
+    if isinstance(name_or_path, SAM4DConfig):
+        return copy.deepcopy(name_or_path).validate()
+    if isinstance(name_or_path, dict):
+        return config_from_dict(name_or_path)
+    p = Path(name_or_path)
+    if not p.suffix and (CONFIG_DIR / f"{name_or_path}.yaml").is_file():
+        p = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not p.is_file():
+        known = sorted(x.stem for x in CONFIG_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"no config '{name_or_path}' (known names: {known})")
+    with open(p, "r", encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    data.setdefault("name", p.stem)
+    return config_from_dict(data)

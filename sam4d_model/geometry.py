@@ -1,0 +1,188 @@
+# Copyright 2026 The sam4d_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""Geometry helpers of the model: point filtering, voxel pyramids, image augmentation matrices, poses.
+
+Point-filtering rule (used by the model, the predictor and the tracker): a row of the input cloud is kept
+when its xyz are finite (no NaN/inf) and within ``max_range`` metres of the LiDAR on every axis; other
+feature channels that are not finite are replaced by 0. Filtered rows get ``False`` / probability 0 in
+the returned per-point masks, which always have the ORIGINAL length ``N``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+LEVEL_STRIDES = (1, 2, 4, 8, 16)
+
+
+def valid_point_mask(points: np.ndarray, max_range: float = 200.0) -> np.ndarray:
+    """Rows with finite xyz within ``max_range`` (per axis) of the sensor."""
+    pts = np.asarray(points)
+    if pts.ndim != 2 or pts.shape[1] < 3:
+        raise ValueError(f"points must be (N, C>=3), got shape {pts.shape}")
+    xyz = pts[:, :3]
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(xyz).all(axis=1) & (np.abs(np.nan_to_num(xyz, nan=np.inf)) <= max_range).all(axis=1)
+
+
+def image_aug_matrix(orig_hw: Tuple[int, int], size: int) -> np.ndarray:
+    """4x4 matrix taking ``(u, v, d, 1)`` of the original image to the resized ``size x size`` model input."""
+    h, w = orig_hw
+    m = np.eye(4, dtype=np.float64)
+    m[0, 0] = size / float(w)
+    m[1, 1] = size / float(h)
+    return m
+
+
+def to_hom4(k: np.ndarray) -> np.ndarray:
+    """Embed a 3x3 intrinsic matrix into 4x4."""
+    out = np.eye(4, dtype=np.float64)
+    out[:3, :3] = np.asarray(k, dtype=np.float64)
+    return out
+
+
+def relative_pose(cur_lidar2world: np.ndarray, past_lidar2world: np.ndarray,
+                  cur_aug: Optional[np.ndarray] = None, past_aug: Optional[np.ndarray] = None) -> np.ndarray:
+    """``T_rel`` mapping past (augmented) LiDAR coordinates into current (augmented) LiDAR coordinates.
+
+    ``T_rel = A_cur @ inv(P_cur) @ P_past @ inv(A_past)`` (computed in float64), where ``P`` are
+    LiDAR-to-world poses and ``A`` optional LiDAR augmentation matrices (identity at inference).
+    """
+    cur = np.asarray(cur_lidar2world, dtype=np.float64)
+    past = np.asarray(past_lidar2world, dtype=np.float64)
+    t = np.linalg.inv(cur) @ past
+    if cur_aug is not None:
+        t = np.asarray(cur_aug, dtype=np.float64) @ t
+    if past_aug is not None:
+        t = t @ np.linalg.inv(np.asarray(past_aug, dtype=np.float64))
+    return t
+
+
+def transform_points(t: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
+    """Apply a 4x4 transform to ``(..., 3)`` points."""
+    return xyz @ t[:3, :3].transpose(0, 1).to(xyz.dtype) + t[:3, 3].to(xyz.dtype)
+
+
+@dataclass
+class VoxelLevel:
+    """One level of the voxel pyramid (stride ``s`` base voxels)."""
+
+    stride: int
+    coords: torch.Tensor  # (V, 3) long, grid index at this stride
+    keys: torch.Tensor  # (V,) long, sorted linear keys
+    point2vox: torch.Tensor  # (M,) long, voxel of every kept point
+    parent: Optional[torch.Tensor] = None  # (V,) long, index into the next (2x coarser) level
+    child_offset: Optional[torch.Tensor] = None  # (V,) long in [0, 8)
+
+
+@dataclass
+class VoxelPyramid:
+    """Voxelisation of one cloud at strides 1, 2, 4, 8, 16 (base voxel ``voxel_size``)."""
+
+    valid: torch.Tensor  # (N,) bool, rows of the input that were kept
+    xyz: torch.Tensor  # (M, 3) float32 kept points
+    feats: torch.Tensor  # (M, F) float32 extra features of the kept points
+    origin: torch.Tensor  # (3,) float32 metric position of grid index 0
+    voxel_size: float
+    spatial_shape: List[int]
+    levels: List[VoxelLevel]
+
+    @property
+    def num_points(self) -> int:
+        """Number of kept points."""
+        return int(self.xyz.shape[0])
+
+    def level(self, stride: int) -> VoxelLevel:
+        """Level with the given stride."""
+        return self.levels[LEVEL_STRIDES.index(stride)]
+
+    def num_voxels(self, stride: int) -> int:
+        """Number of non-empty voxels at a stride."""
+        return int(self.level(stride).coords.shape[0])
+
+
+def _keys(coords: torch.Tensor, shape: List[int]) -> torch.Tensor:
+    return (coords[:, 0] * shape[1] + coords[:, 1]) * shape[2] + coords[:, 2]
+
+
+def build_voxel_pyramid(points: np.ndarray | torch.Tensor, voxel_size: float, num_features: int = 1,
+                        max_range: float = 200.0, device: torch.device | str = "cpu") -> VoxelPyramid:
+    """Filter a cloud (see module rule) and voxelise it at strides 1..16.
+
+    Coarser voxel indices are ``floor(index / 2)`` of the finer level, exactly what a spconv ``SparseConv3d``
+    with kernel 2, stride 2, padding 0 produces, so features of the sparse backbone can be matched by key.
+    """
+    if isinstance(points, torch.Tensor):
+        points = points.detach().cpu().numpy()
+    pts = np.asarray(points)
+    if pts.ndim != 2 or pts.shape[1] < 3:
+        raise ValueError(f"points must be (N, C>=3), got shape {pts.shape}")
+    valid = valid_point_mask(pts, max_range) if len(pts) else np.zeros((0,), bool)
+    kept = pts[valid].astype(np.float32, copy=False)
+    xyz = torch.from_numpy(np.ascontiguousarray(kept[:, :3])).to(device)
+    f = np.zeros((kept.shape[0], num_features), np.float32)
+    extra = min(num_features, kept.shape[1] - 3)
+    if extra > 0:
+        f[:, :extra] = np.nan_to_num(kept[:, 3:3 + extra], nan=0.0, posinf=0.0, neginf=0.0)
+    feats = torch.from_numpy(f).to(device)
+    top = LEVEL_STRIDES[-1]
+    if xyz.shape[0]:
+        cell = voxel_size * top
+        origin = torch.floor(xyz.min(0).values.double() / cell) * cell
+        c1 = torch.floor((xyz.double() - origin) / voxel_size).long()
+        extent = c1.max(0).values + 1
+    else:
+        origin = torch.zeros(3, dtype=torch.float64, device=device)
+        c1 = torch.zeros((0, 3), dtype=torch.long, device=device)
+        extent = torch.ones(3, dtype=torch.long, device=device)
+    shape = [int(((int(e) + top - 1) // top) * top) for e in extent.tolist()]
+    levels: List[VoxelLevel] = []
+    for s in LEVEL_STRIDES:
+        cs = c1 // s
+        shp = [x // s for x in shape]
+        keys = _keys(cs, shp)
+        ukeys, inv = torch.unique(keys, sorted=True, return_inverse=True)
+        coords = torch.zeros((ukeys.shape[0], 3), dtype=torch.long, device=device)
+        coords[inv] = cs
+        levels.append(VoxelLevel(stride=s, coords=coords, keys=ukeys, point2vox=inv))
+    for i in range(len(levels) - 1):
+        fine, coarse = levels[i], levels[i + 1]
+        shp = [x // coarse.stride for x in shape]
+        pk = _keys(fine.coords // 2, shp)
+        fine.parent = torch.searchsorted(coarse.keys, pk)
+        off = fine.coords % 2
+        fine.child_offset = off[:, 0] * 4 + off[:, 1] * 2 + off[:, 2]
+    return VoxelPyramid(valid=torch.from_numpy(valid).to(device), xyz=xyz, feats=feats,
+                        origin=origin.float(), voxel_size=float(voxel_size), spatial_shape=shape, levels=levels)
+
+
+def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean of ``values`` (M, C) grouped by ``index`` (M,) into ``size`` rows (empty rows are 0)."""
+    out = values.new_zeros((size,) + tuple(values.shape[1:]))
+    cnt = values.new_zeros((size,))
+    out.index_add_(0, index, values)
+    cnt.index_add_(0, index, torch.ones_like(index, dtype=values.dtype))
+    return out / cnt.clamp(min=1).view((-1,) + (1,) * (values.dim() - 1))
+
+
+def scatter_mean_batched(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+    """Like :func:`scatter_mean` for ``values`` (B, M, C) grouped along dim 1."""
+    out = values.new_zeros((values.shape[0], size) + tuple(values.shape[2:]))
+    cnt = values.new_zeros((size,))
+    out.index_add_(1, index, values)
+    cnt.index_add_(0, index, torch.ones_like(index, dtype=values.dtype))
+    return out / cnt.clamp(min=1).view((1, -1) + (1,) * (values.dim() - 2))
+
+
+def rotation_log(r: torch.Tensor) -> torch.Tensor:
+    """Axis-angle vectors ``(B, 3)`` of rotation matrices ``(B, 3, 3)``."""
+    tr = r[:, 0, 0] + r[:, 1, 1] + r[:, 2, 2]
+    theta = torch.arccos(torch.clamp((tr - 1) / 2, -1 + 1e-6, 1 - 1e-6))
+    w = torch.stack([r[:, 2, 1] - r[:, 1, 2], r[:, 0, 2] - r[:, 2, 0], r[:, 1, 0] - r[:, 0, 1]], dim=1) / 2
+    s = torch.sin(theta)
+    scale = torch.where(theta > 1e-6, theta / s.clamp(min=1e-12), torch.ones_like(theta))
+    return w * scale[:, None]

@@ -1,0 +1,190 @@
+# Copyright 2026 The sam4d_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""LiDAR encoder: sparse MinkUNet (spconv) to stride-16 tokens, plus kernel-2 sparse up/down convolutions.
+
+The backbone always runs in fp32 (autocast is disabled inside). Voxels of every stride are matched to the
+:class:`~sam4d_model.geometry.VoxelPyramid` order by their linear keys, so decoders, prompt and memory
+encoders can work on plain ``(batch, voxels, channels)`` tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import spconv.pytorch as spconv
+import torch
+from torch import nn
+
+from ..config import SAM4DConfig
+from ..geometry import VoxelPyramid, scatter_mean
+
+
+def _bn(c: int) -> nn.Module:
+    return nn.BatchNorm1d(c, eps=1e-3, momentum=0.01)
+
+
+class SparseBasicBlock(spconv.SparseModule):
+    """Residual basic block (two 3x3x3 submanifold convolutions)."""
+
+    def __init__(self, cin: int, cout: int, key: str):
+        super().__init__()
+        self.conv1 = spconv.SubMConv3d(cin, cout, 3, padding=1, bias=False, indice_key=key)
+        self.bn1 = _bn(cout)
+        self.conv2 = spconv.SubMConv3d(cout, cout, 3, padding=1, bias=False, indice_key=key)
+        self.bn2 = _bn(cout)
+        self.act = nn.ReLU(inplace=True)
+        self.down = None
+        if cin != cout:
+            self.down = spconv.SparseSequential(spconv.SubMConv3d(cin, cout, 1, bias=False, indice_key=key + "_p"),
+                                                _bn(cout))
+
+    def forward(self, x):
+        identity = x.features if self.down is None else self.down(x).features
+        out = self.conv1(x)
+        out = out.replace_feature(self.act(self.bn1(out.features)))
+        out = self.conv2(out)
+        out = out.replace_feature(self.act(self.bn2(out.features) + identity))
+        return out
+
+
+class MinkUNet(nn.Module):
+    """MinkUNet-style sparse UNet: stem, 4 stride-2 stages (strides 2..16), 2 decoder stages (strides 8, 4)."""
+
+    def __init__(self, in_channels: int, stem: int, enc: List[int], enc_blocks: List[int], dec: List[int],
+                 dec_blocks: List[int]):
+        super().__init__()
+        self.stem = spconv.SparseSequential(
+            spconv.SubMConv3d(in_channels, stem, 3, padding=1, bias=False, indice_key="subm1"), _bn(stem),
+            nn.ReLU(inplace=True),
+            spconv.SubMConv3d(stem, stem, 3, padding=1, bias=False, indice_key="subm1"), _bn(stem),
+            nn.ReLU(inplace=True))
+        self.encoder = nn.ModuleList()
+        cin = stem
+        for i, (c, nb) in enumerate(zip(enc, enc_blocks)):
+            layers = [spconv.SparseConv3d(cin, c, 2, stride=2, bias=False, indice_key=f"down{i}"), _bn(c),
+                      nn.ReLU(inplace=True)]
+            layers += [SparseBasicBlock(c, c, f"subm{i + 2}") for _ in range(nb)]
+            self.encoder.append(spconv.SparseSequential(*layers))
+            cin = c
+        self.up = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        skips = [enc[2], enc[1]]
+        for j, (c, nb) in enumerate(zip(dec, dec_blocks)):
+            self.up.append(spconv.SparseSequential(
+                spconv.SparseInverseConv3d(cin, c, 2, bias=False, indice_key=f"down{3 - j}"), _bn(c),
+                nn.ReLU(inplace=True)))
+            blocks = [SparseBasicBlock(c + skips[j], c, f"subm{4 - j}")]
+            blocks += [SparseBasicBlock(c, c, f"subm{4 - j}") for _ in range(nb - 1)]
+            self.decoder.append(spconv.SparseSequential(*blocks))
+            cin = c
+
+    def forward(self, x):
+        x = self.stem(x)
+        feats = []
+        for stage in self.encoder:
+            x = stage(x)
+            feats.append(x)
+        outs = {16: x}
+        skips = [feats[2], feats[1]]
+        for j, (up, dec) in enumerate(zip(self.up, self.decoder)):
+            x = up(x)
+            x = x.replace_feature(torch.cat([x.features, skips[j].features], dim=1))
+            x = dec(x)
+            outs[8 if j == 0 else 4] = x
+        return outs
+
+
+def _reorder(sp: spconv.SparseConvTensor, pyr: VoxelPyramid, stride: int) -> torch.Tensor:
+    lvl = pyr.level(stride)
+    shp = [s // stride for s in pyr.spatial_shape]
+    idx = sp.indices.long()
+    keys = (idx[:, 1] * shp[1] + idx[:, 2]) * shp[2] + idx[:, 3]
+    pos = torch.searchsorted(lvl.keys, keys)
+    out = sp.features.new_zeros((lvl.keys.shape[0], sp.features.shape[1]))
+    out[pos] = sp.features
+    return out
+
+
+class SAM4DLidarEncoder(nn.Module):
+    """Voxel features -> MinkUNet -> stride-16 tokens (``d_model``) and projected stride-8/4 features.
+
+    Input voxel features (base 0.15 m voxels): mean offset of the points from the voxel centre (in voxel
+    units, 3 channels) and mean extra point features (``num_point_features``, e.g. intensity).
+    Outputs: ``tokens`` (T, d) at stride 16 with ``token_xyz`` (T, 3) the mean xyz of their points,
+    ``feat_s8`` (V8, d/4) and ``feat_s4`` (V4, d/8) for the decoder skips.
+    """
+
+    def __init__(self, cfg: SAM4DConfig):
+        super().__init__()
+        lc = cfg.lidar
+        d = cfg.d_model
+        self.num_point_features = lc.num_point_features
+        self.voxel_size = lc.voxel_size
+        self.max_range = lc.max_range
+        self.backbone = MinkUNet(3 + lc.num_point_features, lc.stem_channels, list(lc.encoder_channels),
+                                 list(lc.encoder_blocks), list(lc.decoder_channels), list(lc.decoder_blocks))
+        self.token_proj = nn.Linear(lc.encoder_channels[3], d)
+        self.proj_s8 = nn.Linear(lc.decoder_channels[0], d // 4)
+        self.proj_s4 = nn.Linear(lc.decoder_channels[1], d // 8)
+        self.d = d
+
+    def forward(self, pyr: VoxelPyramid) -> Dict[str, torch.Tensor]:
+        dev = self.token_proj.weight.device
+        l1 = pyr.level(1)
+        n1 = l1.coords.shape[0]
+        if n1 == 0:
+            z = torch.zeros
+            return {"tokens": z((0, self.d), device=dev), "token_xyz": z((0, 3), device=dev),
+                    "feat_s8": z((0, self.d // 4), device=dev), "feat_s4": z((0, self.d // 8), device=dev)}
+        with torch.autocast(device_type=dev.type, enabled=False):
+            centre = (l1.coords.float() + 0.5) * pyr.voxel_size + pyr.origin
+            off = (pyr.xyz - centre[l1.point2vox]) / pyr.voxel_size
+            vf = scatter_mean(torch.cat([off, pyr.feats], dim=1), l1.point2vox, n1)
+            idx = torch.cat([torch.zeros((n1, 1), dtype=torch.int32, device=dev), l1.coords.int()], dim=1)
+            x = spconv.SparseConvTensor(vf.float(), idx, pyr.spatial_shape, 1)
+            outs = self.backbone(x)
+            tokens = self.token_proj(_reorder(outs[16], pyr, 16))
+            s8 = self.proj_s8(_reorder(outs[8], pyr, 8))
+            s4 = self.proj_s4(_reorder(outs[4], pyr, 4))
+            l16 = pyr.level(16)
+            txyz = scatter_mean(pyr.xyz, l16.point2vox, l16.coords.shape[0])
+        return {"tokens": tokens, "token_xyz": txyz, "feat_s8": s8, "feat_s4": s4}
+
+
+class SparseUp2x(nn.Module):
+    """Sparse transposed convolution, kernel 2 / stride 2, on pyramid levels (batched over dim 0).
+
+    Every fine voxel has exactly one parent; its output is ``W[offset] @ x[parent] + b`` where ``offset`` is the
+    child's position (0..7) in the parent cell. Equivalent to ``spconv.SparseInverseConv3d(k=2)``.
+    """
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.cout = cout
+        self.weight = nn.Parameter(torch.empty(cin, 8 * cout))
+        nn.init.kaiming_uniform_(self.weight.T, a=5 ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(cout))
+
+    def forward(self, x: torch.Tensor, parent: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        b, v, _ = x.shape
+        y = (x @ self.weight.to(x.dtype)).view(b, v, 8, self.cout)
+        return y[:, parent, offset] + self.bias.to(y.dtype)
+
+
+class SparseDown2x(nn.Module):
+    """Sparse convolution, kernel 2 / stride 2, from a fine pyramid level to its parents (batched over dim 0)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.cout = cout
+        self.weight = nn.Parameter(torch.empty(cin, 8 * cout))
+        nn.init.kaiming_uniform_(self.weight.T, a=5 ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(cout))
+
+    def forward(self, x: torch.Tensor, parent: torch.Tensor, offset: torch.Tensor, num_parents: int) -> torch.Tensor:
+        b, v, _ = x.shape
+        y = (x @ self.weight.to(x.dtype)).view(b, v, 8, self.cout)
+        y = y[:, torch.arange(v, device=x.device), offset]
+        out = y.new_zeros((b, num_parents, self.cout))
+        out.index_add_(1, parent, y)
+        return out + self.bias.to(out.dtype)

@@ -1,0 +1,193 @@
+# Copyright 2026 The sam4d_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""One transform-lookup interface over ``tf2_ros`` (when importable) or the project's own buffer.
+
+``make_tf(node)`` returns a :class:`TransformSource`. Both backends give 4x4 numpy matrices
+``T_target_source`` (``p_target = T @ p_source``, tf2's ``lookup_transform`` convention), raise
+:class:`TransformUnavailable` with a readable reason (unknown frame, not connected, extrapolation, timeout),
+and can be cleared after a time jump (static transforms are kept).
+
+The fallback subscribes to ``/tf`` and ``/tf_static`` (``tf2_msgs/TFMessage``, the same QoS as tf2_ros: reliable
+depth 100 / reliable transient-local depth 100) and stores them in :class:`sam4d_model.data.tf_buffer.TFBuffer`
+(time-interpolated, static edges, extrapolation errors).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Optional
+
+import numpy as np
+
+from sam4d_model.data.geometry import make_transform
+from sam4d_model.data.tf_buffer import TFBuffer, TFError
+
+NS = 1_000_000_000
+
+
+class TransformUnavailable(LookupError):
+    """A transform could not be looked up; the message says why."""
+
+
+def _stamp_ns(stamp) -> int:
+    if stamp is None:
+        return 0
+    if isinstance(stamp, int):
+        return stamp
+    if hasattr(stamp, "nanoseconds"):
+        return int(stamp.nanoseconds)
+    return int(stamp.sec) * NS + int(stamp.nanosec)
+
+
+def transform_msg_to_matrix(tf) -> np.ndarray:
+    """4x4 matrix of a ``geometry_msgs/Transform``."""
+    r, t = tf.rotation, tf.translation
+    return make_transform(np.array([r.x, r.y, r.z, r.w], np.float64), np.array([t.x, t.y, t.z], np.float64))
+
+
+class TransformSource:
+    """Interface: ``lookup(target, source, stamp, timeout_s)`` -> 4x4, ``clear()``, ``backend``."""
+
+    backend = "none"
+
+    def lookup(self, target: str, source: str, stamp=None, timeout_s: float = 0.0) -> np.ndarray:
+        """``T_target_source`` at ``stamp`` (``builtin_interfaces/Time``, rclpy Time or ns; 0/None = latest)."""
+        raise NotImplementedError
+
+    def can_transform(self, target: str, source: str, stamp=None) -> Optional[str]:
+        """``None`` when the lookup would succeed now, else the reason it would not."""
+        try:
+            self.lookup(target, source, stamp)
+            return None
+        except TransformUnavailable as exc:
+            return str(exc)
+
+    def clear(self) -> None:
+        """Forget dynamic transforms (after a time jump); static ones stay."""
+
+    def close(self) -> None:
+        """Release subscriptions."""
+
+
+class OwnTransformSource(TransformSource):
+    """Fallback backend: subscribes to ``/tf`` and ``/tf_static`` itself, stores into ``TFBuffer``."""
+
+    backend = "sam4d_ros"
+
+    def __init__(self, node, cache_time_s: float = 10.0, tolerance_s: float = 0.0, tf_topic: str = "/tf",
+                 tf_static_topic: str = "/tf_static", callback_group=None):
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from tf2_msgs.msg import TFMessage
+
+        self._node = node
+        self._cache_ns = int(cache_time_s * NS)
+        self._tol_ns = int(tolerance_s * NS)
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._statics = {}
+        self._buf = TFBuffer(cache_time_ns=self._cache_ns, tolerance_ns=self._tol_ns)
+        dyn_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        static_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._subs = [
+            node.create_subscription(TFMessage, tf_topic, self._on_tf, dyn_qos, callback_group=callback_group),
+            node.create_subscription(TFMessage, tf_static_topic, self._on_tf_static, static_qos,
+                                     callback_group=callback_group),
+        ]
+
+    def _on_tf(self, msg) -> None:
+        self.add_message(msg, static=False)
+
+    def _on_tf_static(self, msg) -> None:
+        self.add_message(msg, static=True)
+
+    def add_message(self, msg, static: bool) -> None:
+        """Insert every transform of a ``tf2_msgs/TFMessage``; bad transforms are skipped (and logged)."""
+        with self._cond:
+            for t in msg.transforms:
+                try:
+                    self._buf.set_transform_msg(t, static=static)
+                    if static:
+                        self._statics[t.child_frame_id.lstrip("/")] = t
+                except ValueError as exc:
+                    self._node.get_logger().warn(f"ignoring transform: {exc}", throttle_duration_sec=5.0)
+            self._cond.notify_all()
+
+    def lookup(self, target: str, source: str, stamp=None, timeout_s: float = 0.0) -> np.ndarray:
+        ns = _stamp_ns(stamp)
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        with self._cond:
+            while True:
+                try:
+                    return self._buf.lookup(target, source, ns if ns > 0 else None)
+                except TFError as exc:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TransformUnavailable(str(exc)) from None
+                    self._cond.wait(min(left, 0.05))
+
+    def clear(self) -> None:
+        with self._cond:
+            self._buf = TFBuffer(cache_time_ns=self._cache_ns, tolerance_ns=self._tol_ns)
+            for t in self._statics.values():
+                self._buf.set_transform_msg(t, static=True)
+
+    def close(self) -> None:
+        for s in self._subs:
+            self._node.destroy_subscription(s)
+        self._subs = []
+
+
+class Tf2RosTransformSource(TransformSource):
+    """``tf2_ros.Buffer`` + ``TransformListener`` (on a real ROS 2 install)."""
+
+    backend = "tf2_ros"
+
+    def __init__(self, node, cache_time_s: float = 10.0):
+        import tf2_ros
+        from rclpy.duration import Duration
+
+        self._tf2 = tf2_ros
+        self._buffer = tf2_ros.Buffer(cache_time=Duration(seconds=cache_time_s), node=node)
+        self._listener = tf2_ros.TransformListener(self._buffer, node, spin_thread=False)
+
+    def lookup(self, target: str, source: str, stamp=None, timeout_s: float = 0.0) -> np.ndarray:
+        from rclpy.duration import Duration
+        from rclpy.time import Time
+
+        t = Time(nanoseconds=_stamp_ns(stamp))
+        try:
+            ts = self._buffer.lookup_transform(target.lstrip("/"), source.lstrip("/"), t,
+                                               timeout=Duration(seconds=max(timeout_s, 0.0)))
+        except (self._tf2.LookupException, self._tf2.ConnectivityException, self._tf2.ExtrapolationException,
+                self._tf2.TransformException) as exc:
+            raise TransformUnavailable(f"{type(exc).__name__}: {exc}") from None
+        return transform_msg_to_matrix(ts.transform)
+
+    def clear(self) -> None:
+        self._buffer.clear()
+
+    def close(self) -> None:
+        try:
+            self._listener.unregister()
+        except Exception:  # noqa: BLE001 - best effort on shutdown
+            pass
+
+
+def tf2_ros_available() -> bool:
+    """Whether ``tf2_ros`` can be imported here."""
+    try:
+        import tf2_ros  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def make_tf(node, backend: str = "auto", cache_time_s: float = 10.0, callback_group=None) -> TransformSource:
+    """Create the transform source: ``backend`` is ``auto`` (tf2_ros when importable), ``tf2_ros`` or ``own``."""
+    if backend not in ("auto", "tf2_ros", "own"):
+        raise ValueError(f"tf backend must be auto, tf2_ros or own, not {backend!r}")
+    if backend == "tf2_ros" or (backend == "auto" and tf2_ros_available()):
+        return Tf2RosTransformSource(node, cache_time_s=cache_time_s)
+    return OwnTransformSource(node, cache_time_s=cache_time_s, callback_group=callback_group)
