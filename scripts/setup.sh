@@ -130,7 +130,8 @@ fi
 # Rebuilt only when an input changed (interfaces, build files, or the set of installed files: the build uses
 # --symlink-install, so edits to existing Python files are live without a rebuild).
 want="$( { cat package.xml CMakeLists.txt msg/*.msg srv/*.srv;
-           find sam4d_ros sam4d_model scripts launch config -type f ! -name '*.pyc' ! -path '*__pycache__*' | sort; } \
+           for d in sam4d_ros sam4d_model scripts launch config; do
+             if [ -d "$d" ]; then find "$d" -type f ! -name "*.pyc" ! -path "*__pycache__*"; fi; done | sort; } \
          | sha256sum | cut -c1-16)"
 if [ "$(cat "$STAMP_DIR/build" 2>/dev/null)" != "$want" ] || [ ! -f "$ROOT/install/setup.bash" ]; then
   log "colcon build (sam4d_ros) -> install/"
@@ -162,7 +163,9 @@ print("[setup] self-check")
 print(f"  ROS 2 distro : {os.environ.get('ROS_DISTRO') or 'kilted (PyPI wheels)'}")
 print(f"  rmw          : {os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp (default)')}")
 print(f"  rclpy        : {ver('rclpy')}")
-print(f"  sam4d_ros msg: {ver('sam4d_ros.msg')}   tf2_msgs: {ver('tf2_msgs.msg')}   tf2_ros: {ver('tf2_ros')}")
+tf2 = ver('tf2_ros')
+tf2 = "no (the project's own TF buffer is used)" if tf2.startswith("MISSING") else tf2
+print(f"  sam4d_ros msg: {ver('sam4d_ros.msg')}   tf2_msgs: {ver('tf2_msgs.msg')}   tf2_ros: {tf2}")
 print(f"  torch        : {torch.__version__}   CUDA: {'yes, ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}")
 print(f"  spconv       : {ver('spconv')}   sam2: {ver('sam2')}   rosbags: {ver('rosbags')}")
 EOF
