@@ -17,6 +17,7 @@ from torch import nn
 
 from ..config import SAM4DConfig
 from ..geometry import VoxelPyramid, scatter_mean
+from .sparse_torch import minkunet_forward_torch
 
 
 def _bn(c: int) -> nn.Module:
@@ -114,6 +115,18 @@ class SAM4DLidarEncoder(nn.Module):
     ``feat_s8`` (V8, d/4) and ``feat_s4`` (V4, d/8) for the decoder skips.
     """
 
+    #: ``auto``: spconv on CUDA, the pure-PyTorch path elsewhere (spconv's CPU build has no backward and its
+    #: submanifold convolution races with more than one thread); ``spconv`` / ``torch`` force one engine.
+    backend: str = "auto"
+
+    def backend_for(self, dev: torch.device) -> str:
+        """The sparse engine used on ``dev``."""
+        if self.backend == "auto":
+            return "spconv" if dev.type == "cuda" else "torch"
+        if self.backend not in ("spconv", "torch"):
+            raise ValueError(f"lidar backend must be auto, spconv or torch, got {self.backend!r}")
+        return self.backend
+
     def __init__(self, cfg: SAM4DConfig):
         super().__init__()
         lc = cfg.lidar
@@ -140,12 +153,18 @@ class SAM4DLidarEncoder(nn.Module):
             centre = (l1.coords.float() + 0.5) * pyr.voxel_size + pyr.origin
             off = (pyr.xyz - centre[l1.point2vox]) / pyr.voxel_size
             vf = scatter_mean(torch.cat([off, pyr.feats], dim=1), l1.point2vox, n1)
-            idx = torch.cat([torch.zeros((n1, 1), dtype=torch.int32, device=dev), l1.coords.int()], dim=1)
-            x = spconv.SparseConvTensor(vf.float(), idx, pyr.spatial_shape, 1)
-            outs = self.backbone(x)
-            tokens = self.token_proj(_reorder(outs[16], pyr, 16))
-            s8 = self.proj_s8(_reorder(outs[8], pyr, 8))
-            s4 = self.proj_s4(_reorder(outs[4], pyr, 4))
+            if self.backend_for(dev) == "torch":
+                # Same modules and weights, executed with gather + matmul: trains on CPU and is deterministic.
+                outs = minkunet_forward_torch(self.backbone, vf.float(), pyr)
+                f16, f8, f4 = outs[16], outs[8], outs[4]
+            else:
+                idx = torch.cat([torch.zeros((n1, 1), dtype=torch.int32, device=dev), l1.coords.int()], dim=1)
+                x = spconv.SparseConvTensor(vf.float(), idx, pyr.spatial_shape, 1)
+                outs = self.backbone(x)
+                f16, f8, f4 = (_reorder(outs[k], pyr, k) for k in (16, 8, 4))
+            tokens = self.token_proj(f16)
+            s8 = self.proj_s8(f8)
+            s4 = self.proj_s4(f4)
             l16 = pyr.level(16)
             txyz = scatter_mean(pyr.xyz, l16.point2vox, l16.coords.shape[0])
         return {"tokens": tokens, "token_xyz": txyz, "feat_s8": s8, "feat_s4": s4}

@@ -1,0 +1,281 @@
+# Copyright 2026 The sam4d_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""Streaming SAM4D tracker: one ``step(frame)`` per synchronised camera(s) + LiDAR frame.
+
+* Prompts (clicks, boxes, masks in either modality) can be added at any time for any object id with
+  :meth:`StreamingTracker.add_prompt`; they are applied at the next :meth:`StreamingTracker.step`.
+* Memory is bounded per object: the ``num_past_frames`` most recent non-prompted memories and at most
+  ``max_prompted_frames`` prompted ones (the first prompted frame and the most recent others are kept).
+* Points: rows with non-finite xyz (or beyond the configured range) are filtered (see
+  :mod:`sam4d_model.geometry`); returned per-point masks have the original length with ``False`` there.
+* A frame without objects runs no network at all and stores nothing.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .modeling.sam4d import SAM4D, FrameFeatures, MemoryEntry, ObjectPrompt
+from .types import Frame
+
+
+@dataclass
+class TrackResult:
+    """Result of one step for ``O`` tracked objects and a cloud of ``N`` points."""
+
+    obj_ids: List[int] = field(default_factory=list)
+    point_masks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))  # (O, N) bool
+    point_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (O, N) probabilities
+    image_masks: List[np.ndarray] = field(default_factory=list)  # per camera (O, H, W) bool
+    object_scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))  # (O,) sigmoid
+    iou_scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))  # (O,)
+    timings: Dict[str, float] = field(default_factory=dict)
+    frame_index: int = 0
+
+
+@dataclass
+class _PendingPrompt:
+    camera: Union[int, str] = 0
+    image_points: List[np.ndarray] = field(default_factory=list)
+    image_labels: List[np.ndarray] = field(default_factory=list)
+    image_box: Optional[np.ndarray] = None
+    image_mask: Optional[np.ndarray] = None
+    lidar_points: List[np.ndarray] = field(default_factory=list)
+    lidar_labels: List[np.ndarray] = field(default_factory=list)
+    lidar_box: Optional[np.ndarray] = None
+    lidar_mask: Optional[np.ndarray] = None
+
+
+class StreamingTracker:
+    """Online multi-object SAM4D tracker with bounded memory (see module docstring)."""
+
+    def __init__(self, model: SAM4D, device: Union[str, torch.device] = "cpu", max_objects: int = 16,
+                 max_prompted_frames: int = 4, num_past_frames: int = 6, use_ego_motion: bool = True,
+                 precision: Optional[str] = None, compile_image_encoder: bool = False):
+        """Wrap ``model``.
+
+        ``precision``: ``None`` (fp32 on CPU, bf16 autocast on CUDA when supported), ``'fp32'``, ``'bf16'``,
+        ``'fp16'`` (autocast for transformer parts; the sparse backbone always runs fp32).
+        """
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        if precision is None:
+            precision = "bf16" if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+        if precision not in dtypes:
+            raise ValueError(f"precision must be one of {sorted(dtypes)}")
+        self.model.autocast_dtype = dtypes[precision] if self.device.type == "cuda" else None
+        if compile_image_encoder:
+            self.model.image_encoder.encoder = torch.compile(self.model.image_encoder.encoder, dynamic=False)
+        self.max_objects = int(max_objects)
+        self.max_prompted_frames = max(1, int(max_prompted_frames))
+        self.num_past_frames = max(0, min(int(num_past_frames), self.model.num_maskmem - 1))
+        self.use_ego_motion = bool(use_ego_motion)
+        self._memories: Dict[int, List[MemoryEntry]] = {}
+        self._pending: Dict[int, _PendingPrompt] = {}
+        self._t = 0
+
+    # ------------------------------------------------------------------------------------------------ state
+    @property
+    def object_ids(self) -> List[int]:
+        """Ids of the tracked objects (including those whose first prompt is pending)."""
+        return sorted(set(self._memories) | set(self._pending))
+
+    @property
+    def num_stored_memories(self) -> int:
+        """Number of stored per-object per-frame memory entries."""
+        return sum(len(v) for v in self._memories.values())
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by the stored memory tensors."""
+        return sum(e.nbytes() for v in self._memories.values() for e in v)
+
+    def reset(self) -> None:
+        """Forget all objects, memories and pending prompts."""
+        self._memories.clear()
+        self._pending.clear()
+        self._t = 0
+
+    def remove_object(self, obj_id: int) -> bool:
+        """Stop tracking ``obj_id``; returns whether it existed."""
+        found = obj_id in self._memories or obj_id in self._pending
+        self._memories.pop(obj_id, None)
+        self._pending.pop(obj_id, None)
+        return found
+
+    def add_prompt(self, obj_id: int, camera: Union[int, str] = 0, image_points=None, image_labels=None,
+                   image_box=None, lidar_points=None, lidar_labels=None, lidar_box=None, image_mask=None,
+                   lidar_mask=None) -> None:
+        """Queue prompts for ``obj_id`` (applied at the next :meth:`step`; several calls accumulate).
+
+        Image coordinates are pixels ``(x, y)`` of the ORIGINAL image of camera ``camera`` (index or name);
+        ``image_box`` is ``(x0, y0, x1, y1)``; ``image_mask`` ``(H, W)``. LiDAR points are xyz in the LiDAR frame
+        of the frame the prompt is applied to; ``lidar_box`` is ``(2, 3)`` min/max corners; ``lidar_mask`` is
+        ``(N,)`` over the ORIGINAL rows of that frame's cloud. Labels: 1 positive, 0 negative (default 1).
+        """
+        obj_id = int(obj_id)
+        if obj_id not in self.object_ids and len(self.object_ids) >= self.max_objects:
+            raise ValueError(f"cannot add object {obj_id}: max_objects={self.max_objects} reached")
+        p = self._pending.setdefault(obj_id, _PendingPrompt(camera=camera))
+        p.camera = camera
+        if image_points is not None:
+            pts = np.asarray(image_points, np.float64).reshape(-1, 2)
+            lab = np.ones(len(pts), np.int64) if image_labels is None else np.asarray(image_labels).reshape(-1)
+            if len(lab) != len(pts):
+                raise ValueError("image_labels must have one label per image point")
+            p.image_points.append(pts)
+            p.image_labels.append(lab.astype(np.int64))
+        if image_box is not None:
+            p.image_box = np.asarray(image_box, np.float64).reshape(4)
+        if image_mask is not None:
+            p.image_mask = np.asarray(image_mask)
+        if lidar_points is not None:
+            pts = np.asarray(lidar_points, np.float64).reshape(-1, 3)
+            lab = np.ones(len(pts), np.int64) if lidar_labels is None else np.asarray(lidar_labels).reshape(-1)
+            if len(lab) != len(pts):
+                raise ValueError("lidar_labels must have one label per LiDAR point")
+            p.lidar_points.append(pts)
+            p.lidar_labels.append(lab.astype(np.int64))
+        if lidar_box is not None:
+            b = np.asarray(lidar_box, np.float64).reshape(2, 3)
+            p.lidar_box = np.stack([b.min(0), b.max(0)], 0)
+        if lidar_mask is not None:
+            p.lidar_mask = np.asarray(lidar_mask).reshape(-1)
+
+    # ------------------------------------------------------------------------------------------------ prompts
+    def _camera_index(self, frame: Frame, camera: Union[int, str]) -> Optional[int]:
+        if isinstance(camera, str):
+            names = [c.name for c in frame.cameras]
+            return names.index(camera) if camera in names else None
+        return int(camera) if 0 <= int(camera) < len(frame.cameras) else None
+
+    def _to_object_prompt(self, p: _PendingPrompt, frame: Frame, feats: FrameFeatures) -> ObjectPrompt:
+        dev = self.model.device
+        op = ObjectPrompt()
+        has_img = bool(p.image_points) or p.image_box is not None or p.image_mask is not None
+        ci = self._camera_index(frame, p.camera)
+        if has_img and ci is None:
+            warnings.warn(f"image prompt for camera {p.camera!r} ignored: the frame has no such camera", stacklevel=3)
+        if has_img and ci is not None:
+            cam = feats.cams[ci]
+            aug = cam.img_aug.cpu().numpy()
+            uv = np.concatenate(p.image_points, 0) if p.image_points else np.zeros((0, 2))
+            lab = np.concatenate(p.image_labels, 0) if p.image_labels else np.zeros((0,), np.int64)
+            if p.image_box is not None:
+                uv = np.concatenate([uv, p.image_box.reshape(2, 2)], 0)
+                lab = np.concatenate([lab, np.array([2, 3])], 0)
+            if len(uv):
+                uvm = uv * np.array([aug[0, 0], aug[1, 1]]) + aug[:2, 3]
+                op.img_points[ci] = (torch.as_tensor(uvm, dtype=torch.float32, device=dev),
+                                     torch.as_tensor(lab, dtype=torch.long, device=dev))
+            if p.image_mask is not None:
+                h, w = feats.img_hw
+                m = torch.as_tensor(p.image_mask.astype(np.float32), device=dev)[None, None]
+                op.img_masks[ci] = F.interpolate(m, size=(4 * h, 4 * w), mode="bilinear", align_corners=False)[0, 0]
+        if feats.has_lidar:
+            xyz = np.concatenate(p.lidar_points, 0) if p.lidar_points else np.zeros((0, 3))
+            lab = np.concatenate(p.lidar_labels, 0) if p.lidar_labels else np.zeros((0,), np.int64)
+            if p.lidar_box is not None:
+                xyz = np.concatenate([xyz, p.lidar_box], 0)
+                lab = np.concatenate([lab, np.array([2, 3])], 0)
+            if len(xyz):
+                op.pts_points = torch.as_tensor(xyz, dtype=torch.float32, device=dev)
+                op.pts_labels = torch.as_tensor(lab, dtype=torch.long, device=dev)
+            if p.lidar_mask is not None:
+                if len(p.lidar_mask) != feats.num_points_in:
+                    raise ValueError(f"lidar_mask has {len(p.lidar_mask)} entries, the cloud {feats.num_points_in}")
+                valid = feats.pyr.valid.cpu().numpy()
+                op.pts_mask = torch.as_tensor(p.lidar_mask[valid].astype(np.float32), device=dev)
+        return op
+
+    # --------------------------------------------------------------------------------------------------- step
+    def _prune(self, obj_id: int) -> None:
+        ents = self._memories[obj_id]
+        prompted = sorted([e for e in ents if e.is_prompted], key=lambda e: e.frame_idx)
+        if len(prompted) > self.max_prompted_frames:
+            keep_n = self.max_prompted_frames - 1
+            prompted = prompted[:1] + (prompted[-keep_n:] if keep_n > 0 else [])
+        past = sorted([e for e in ents if not e.is_prompted], key=lambda e: e.frame_idx)
+        past = past[-self.num_past_frames:] if self.num_past_frames > 0 else []
+        self._memories[obj_id] = prompted + past
+
+    def step(self, frame: Frame) -> TrackResult:
+        """Process one frame: apply pending prompts, track all objects, update the memory."""
+        t0 = time.perf_counter()
+        idx = self._t
+        self._t += 1
+        n = int(np.asarray(frame.points).shape[0]) if np.asarray(frame.points).ndim >= 1 else 0
+        ids = self.object_ids
+        res = TrackResult(frame_index=idx)
+        if not ids:
+            res.point_masks = np.zeros((0, n), bool)
+            res.point_scores = np.zeros((0, n), np.float32)
+            res.image_masks = [np.zeros((0, c.height, c.width), bool) for c in frame.cameras]
+            res.timings = {"total": time.perf_counter() - t0}
+            return res
+        model = self.model
+        old_ego = model.use_ego_motion
+        model.use_ego_motion = self.use_ego_motion
+        timings: Dict[str, float] = {}
+        try:
+            with torch.inference_mode():
+                feats = model.encode_frame(frame, frame_idx=idx, timings=timings)
+                prompts = []
+                for oid in ids:
+                    p = self._pending.get(oid)
+                    prompts.append(self._to_object_prompt(p, frame, feats) if p is not None else None)
+                mems = [self._memories.get(oid, []) for oid in ids]
+                out = model(feats, mems, prompts, store_memory=True, num_past=self.num_past_frames,
+                            timings=timings)
+                t_post = time.perf_counter()
+                for oid, ent in zip(ids, out.new_memory):
+                    self._memories.setdefault(oid, []).append(ent)
+                    self._prune(oid)
+                self._pending.clear()
+                res = self._make_result(ids, frame, feats, out, n)
+                timings["postprocess"] = time.perf_counter() - t_post
+        finally:
+            model.use_ego_motion = old_ego
+        res.frame_index = idx
+        timings["total"] = time.perf_counter() - t0
+        res.timings = timings
+        return res
+
+    def _make_result(self, ids: List[int], frame: Frame, feats: FrameFeatures, out, n: int) -> TrackResult:
+        o = len(ids)
+        res = TrackResult(obj_ids=list(ids))
+        point_scores = np.zeros((o, n), np.float32)
+        obj_logits = []
+        ious = []
+        if out.pts_logits is not None:
+            valid = feats.pyr.valid.cpu().numpy()
+            point_scores[:, valid] = torch.sigmoid(out.pts_logits).float().cpu().numpy()
+            obj_logits.append(out.pts_obj)
+            ious.append(out.pts_iou)
+        res.point_scores = point_scores
+        res.point_masks = point_scores > 0.5
+        res.image_masks = []
+        if out.img_logits is not None:
+            for ci, cam in enumerate(feats.cams):
+                lo = out.img_logits[:, ci:ci + 1]
+                hi = F.interpolate(lo, size=cam.orig_hw, mode="bilinear", align_corners=False)[:, 0]
+                res.image_masks.append((hi > 0).cpu().numpy())
+            obj_logits.append(out.img_obj.max(1).values)
+            ious.append(out.img_iou.max(1).values)
+        else:
+            res.image_masks = [np.zeros((o, c.height, c.width), bool) for c in frame.cameras]
+        if obj_logits:
+            res.object_scores = torch.sigmoid(torch.stack(obj_logits, 0).max(0).values).float().cpu().numpy()
+            res.iou_scores = ious[0].float().cpu().numpy()
+        else:
+            res.object_scores = np.zeros((o,), np.float32)
+            res.iou_scores = np.zeros((o,), np.float32)
+        return res

@@ -1,0 +1,158 @@
+# Copyright 2026 The sam4d_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""UMPE geometry and ego-motion compensation."""
+
+import numpy as np
+import pytest
+import torch
+from test_model_utils import CAM2LIDAR, K
+
+from sam4d_model.config import load_config
+from sam4d_model.geometry import build_voxel_pyramid, image_aug_matrix
+from sam4d_model.losses import umpe_alignment_loss
+from sam4d_model.modeling import build_sam4d
+from sam4d_model.tracker import StreamingTracker
+from sam4d_model.types import CameraFrame, Frame
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    return build_sam4d(load_config("sam4d_tiny"))
+
+
+def _calib():
+    c2l = torch.tensor(CAM2LIDAR)
+    k = torch.tensor(K)
+    aug = torch.tensor(image_aug_matrix((384, 640), 384))
+    return c2l, k, aug
+
+
+def _sample(n, g, c2l):
+    z = torch.empty(n).uniform_(2, 60, generator=g)
+    x = torch.empty(n).uniform_(0, 640, generator=g)
+    y = torch.empty(n).uniform_(0, 384, generator=g)
+    pc = torch.stack([(x - 320) / 400 * z, (y - 192) / 400 * z, z], 1).double()
+    p = (pc @ c2l[:3, :3].T + c2l[:3, 3]).float()
+    return p, torch.stack([x * 384 / 640, y], 1)
+
+
+def test_pixel_ray_passes_through_projected_point(model):
+    c2l, k, aug = _calib()
+    g = torch.Generator().manual_seed(0)
+    p, uv = _sample(50, g, c2l)
+    rays = model.umpe.ray_points(uv, aug, k, c2l).double()  # (50, D, 3)
+    o, d = rays[:, 0], rays[:, -1] - rays[:, 0]
+    d = d / d.norm(dim=1, keepdim=True)
+    v = p.double() - o
+    dist = (v - (v * d).sum(1, keepdim=True) * d).norm(dim=1)
+    assert dist.max() < 1e-4
+    wrong = c2l.clone()
+    wrong[:3, 3] += torch.tensor([0.0, 1.0, 0.5], dtype=torch.float64)
+    rays_w = model.umpe.ray_points(uv, aug, k, wrong).double()
+    o2, d2 = rays_w[:, 0], rays_w[:, -1] - rays_w[:, 0]
+    d2 = d2 / d2.norm(dim=1, keepdim=True)
+    v2 = p.double() - o2
+    assert (v2 - (v2 * d2).sum(1, keepdim=True) * d2).norm(dim=1).min() > 0.1
+
+
+def test_umpe_point_and_its_pixel_are_nearest_after_alignment():
+    """After a short alignment of the shared UMPE MLP, a LiDAR point's 3D encoding is nearest to the token
+    its pixel lies in (held-out points); with a wrong extrinsic this breaks."""
+    torch.manual_seed(0)
+    m = build_sam4d(load_config("sam4d_tiny"))
+    u = m.umpe
+    c2l, k, aug = _calib()
+    g = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(u.mlp.parameters(), lr=1e-3)
+    for _ in range(300):
+        p, uv = _sample(256, g, c2l)
+        loss = umpe_alignment_loss(u, p, uv, aug, k, c2l, temperature=10.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    tok_uv = u.image_token_uv(24, 24, "cpu")
+    tok_xy = (tok_uv / 16).floor()
+    p, uv = _sample(200, torch.Generator().manual_seed(123), c2l)
+
+    def hit_rate(calib):
+        with torch.no_grad():
+            e_img = u.encode_3d_rays(u.ray_points(tok_uv, aug, k, calib))
+            e_pt = u.encode_3d_xyz(p)
+        j = torch.cdist(e_pt, e_img).argmin(1)
+        err = (tok_xy[j] - (uv / 16).floor()).abs().max(1).values
+        return (err <= 1).float().mean().item()
+
+    wrong = c2l.clone()
+    th = 0.2
+    rot = torch.tensor([[np.cos(th), -np.sin(th), 0], [np.sin(th), np.cos(th), 0], [0, 0, 1]], dtype=torch.float64)
+    wrong[:3, :3] = rot @ wrong[:3, :3]
+    assert hit_rate(c2l) >= 0.8
+    assert hit_rate(wrong) <= 0.3
+
+
+def _pose(t, yaw):
+    p = np.eye(4)
+    p[:3, :3] = [[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]]
+    p[:3, 3] = t
+    return p
+
+
+def _world():
+    rng = np.random.default_rng(0)
+    return np.stack([rng.uniform(-20, 40, 3000), rng.uniform(-20, 20, 3000), rng.uniform(-1.7, 1.0, 3000)], 1)
+
+
+def _frame(world, pose, idx):
+    pts = (np.linalg.inv(pose) @ np.c_[world, np.ones(len(world))].T).T[:, :3].astype(np.float32)
+    img = np.zeros((96, 160, 3), np.uint8)
+    k = K.copy()
+    k[0] *= 0.25
+    k[1] *= 0.25
+    return Frame(points=pts, cameras=[CameraFrame("c", img, k, CAM2LIDAR.copy())], lidar2world=pose, index=idx)
+
+
+@pytest.mark.parametrize("use_ego", [True, False])
+def test_ego_motion_compensation(model, use_ego):
+    world = _world()
+    poses = [_pose([0, 0, 0], 0.0), _pose([3.0, 0.5, 0.05], 0.1), _pose([6.5, 1.5, 0.1], 0.25)]
+    frames = [_frame(world, p, i) for i, p in enumerate(poses)]
+    tr = StreamingTracker(model, use_ego_motion=use_ego)
+    tr.add_prompt(1, lidar_points=[[10.0, 0.0, 0.0]])
+    for f in frames:
+        tr.step(f)
+    entries = sorted(tr._memories[1], key=lambda e: e.frame_idx)
+    cur_pose = entries[-1].pose
+    model.use_ego_motion = use_ego
+    try:
+        for e in entries[:-1]:
+            f = e.frame_idx
+            pyr = build_voxel_pyramid(frames[f].points, 0.15)
+            l16 = pyr.level(16)
+            w_valid = world[pyr.valid.numpy()]
+            cur = (np.linalg.inv(poses[2]) @ np.c_[w_valid, np.ones(len(w_valid))].T).T[:, :3]
+            idx = l16.point2vox.numpy()
+            expect = np.zeros((l16.coords.shape[0], 3))
+            np.add.at(expect, idx, cur)
+            expect /= np.bincount(idx)[:, None]
+            got = model.memory_lidar_xyz(e, cur_pose).double().numpy()
+            err = np.abs(got - expect).max()
+            # image frustum of the stored memory vs the same world points seen from the current frame
+            rays = model.memory_ray_points(e, 0, cur_pose).double().numpy()  # (HW, D, 3)
+            cam = e.cams[0]
+            uv = model.umpe.image_token_uv(*e.img_hw, "cpu").double().numpy()
+            uvo = uv / np.array([cam.img_aug[0, 0].item(), cam.img_aug[1, 1].item()])
+            kk = cam.intrinsics.numpy()
+            dirs = np.c_[uvo, np.ones(len(uvo))] @ np.linalg.inv(kk).T
+            depths = model.umpe.depths.double().numpy()
+            pc = dirs[:, None, :] * depths[None, :, None]
+            pw = (poses[f] @ CAM2LIDAR @ np.c_[pc.reshape(-1, 3), np.ones(pc.size // 3)].T).T
+            exp_rays = (np.linalg.inv(poses[2]) @ pw.T).T[:, :3].reshape(rays.shape)
+            err_rays = np.abs(rays - exp_rays).max()
+            if use_ego:
+                assert err < 1e-4 and err_rays < 1e-4, (err, err_rays)
+            else:
+                assert err > 0.5 and err_rays > 0.5
+    finally:
+        model.use_ego_motion = True

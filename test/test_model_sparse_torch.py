@@ -1,0 +1,91 @@
+# Copyright 2026 The sam4d_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""The pure-PyTorch sparse backend computes what spconv computes, with the same weights, and trains on CPU."""
+
+import numpy as np
+import pytest
+import torch
+
+spconv = pytest.importorskip("spconv.pytorch")
+
+from sam4d_model.geometry import build_voxel_pyramid  # noqa: E402
+from sam4d_model.modeling import sparse_torch as st  # noqa: E402
+from sam4d_model.modeling.lidar_encoder import _reorder  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    rng = np.random.default_rng(0)
+    # a dense-ish surface patch plus scattered points: voxels with and without neighbours
+    a = rng.uniform(0, 3, (3000, 3)) * [1, 1, 0.1]
+    b = rng.uniform(-5, 5, (500, 3))
+    pts = np.concatenate([a, b]).astype(np.float32)
+    pyr = build_voxel_pyramid(pts, 0.15, 1)
+    l1 = pyr.level(1)
+    n1 = l1.coords.shape[0]
+    idx = torch.cat([torch.zeros((n1, 1), dtype=torch.int32), l1.coords.int()], 1)
+    return pyr, idx
+
+
+@pytest.fixture
+def one_thread():
+    # spconv's CPU submanifold convolution races with more than one torch thread (outputs change from run to
+    # run); compare against it single-threaded. See test_spconv_cpu_is_not_thread_safe.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_ops_match_spconv(cloud, one_thread):
+    torch.manual_seed(0)
+    pyr, idx = cloud
+    x = torch.randn(idx.shape[0], 4)
+    sp = spconv.SparseConvTensor(x, idx, pyr.spatial_shape, 1)
+    fine = pyr.level(1)
+    with torch.no_grad():
+        c = spconv.SubMConv3d(4, 5, 3, padding=1, bias=False, indice_key="s")
+        ref = _reorder(c(sp), pyr, 1)
+        got = st.subm_conv(x, c.weight, st.neighbour_map(pyr, 1))
+        np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-5)
+        c1 = spconv.SubMConv3d(4, 5, 1, bias=False, indice_key="p")
+        np.testing.assert_allclose(st.subm_conv(x, c1.weight, None).numpy(), _reorder(c1(sp), pyr, 1).numpy(),
+                                   atol=1e-5)
+        d = spconv.SparseConv3d(4, 6, 2, stride=2, bias=False, indice_key="d")
+        sd = d(sp)
+        down = st.down_conv(x, d.weight, fine.parent, fine.child_offset, pyr.num_voxels(2))
+        np.testing.assert_allclose(down.numpy(), _reorder(sd, pyr, 2).numpy(), atol=1e-5)
+        u = spconv.SparseInverseConv3d(6, 3, 2, bias=False, indice_key="d")
+        up = st.up_conv(_reorder(sd, pyr, 2), u.weight, fine.parent, fine.child_offset)
+        np.testing.assert_allclose(up.numpy(), _reorder(u(sd), pyr, 1).numpy(), atol=1e-5)
+
+
+def test_neighbour_map_is_symmetric(cloud):
+    pyr, _ = cloud
+    nm = st.neighbour_map(pyr, 1)
+    assert nm.shape[0] == 27 and (nm[13] == torch.arange(nm.shape[1])).all()  # centre offset = itself
+    # if b is a's neighbour at offset k, then a is b's neighbour at the opposite offset 26 - k
+    for k in (0, 4, 10, 22):
+        a = torch.nonzero(nm[k] >= 0).flatten()
+        assert (nm[26 - k][nm[k][a]] == a).all()
+
+
+def test_gradients_flow_on_cpu(cloud):
+    pyr, _ = cloud
+    torch.manual_seed(1)
+    w = torch.randn(8, 3, 3, 3, 4, requires_grad=True)
+    x = torch.randn(pyr.num_voxels(1), 4, requires_grad=True)
+    y = st.subm_conv(x, w, st.neighbour_map(pyr, 1))
+    y.square().sum().backward()
+    assert w.grad is not None and torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_torch_backend_is_deterministic(cloud):
+    pyr, _ = cloud
+    torch.manual_seed(2)
+    w = torch.randn(5, 3, 3, 3, 4)
+    x = torch.randn(pyr.num_voxels(1), 4)
+    nm = st.neighbour_map(pyr, 1)
+    a, b = st.subm_conv(x, w, nm), st.subm_conv(x, w, nm)
+    assert torch.equal(a, b)
