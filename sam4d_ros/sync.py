@@ -58,13 +58,14 @@ class LidarDrivenSync:
 
     def __init__(self, num_cameras: int = 1, tolerance_ns: int = 50_000_000, max_wait_ns: int = 100_000_000,
                  queue_size: int = 1, image_buffer: int = 10, pending_clouds: int = 2,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, jump_ns: int = 1_000_000_000):
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
         self.num_cameras = int(num_cameras)
         self.tolerance_ns = int(tolerance_ns)
         self.max_wait_ns = int(max_wait_ns)
         self.queue_size = int(queue_size)
+        self.jump_ns = max(int(jump_ns), self.tolerance_ns)
         self._clock = clock
         self._images: List[Deque[Tuple[int, Any]]] = [deque(maxlen=image_buffer) for _ in range(self.num_cameras)]
         self._pending: Deque[Tuple[int, Any, float]] = deque()
@@ -145,32 +146,42 @@ class LidarDrivenSync:
                 self._ready.popleft()
                 self.counters.skipped += 1
             self._cond.notify_all()
-        # images too old to pair with any future cloud
+        # images too old to pair with any future cloud; much older ones (more than jump_ns: a bag loop or clock
+        # reset) are kept, bounded by the buffer length, so the cloud that reveals the jump still finds its image
         oldest = self._pending[0][0] if self._pending else self._last_cloud_ns
         if oldest is not None:
+            lo, hi = oldest - self.jump_ns, oldest - self.tolerance_ns
             for buf in self._images:
-                while len(buf) > 1 and buf[0][0] < oldest - self.tolerance_ns and buf[1][0] <= oldest:
-                    buf.popleft()
+                if buf and lo <= buf[0][0] < hi:
+                    keep = [it for it in buf if not (lo <= it[0] < hi)]
+                    buf.clear()
+                    buf.extend(keep)
 
     # ------------------------------------------------------------------ output
     def get(self, timeout_s: float = 0.1) -> Optional[SyncedFrame]:
         """The oldest ready frame (the queue holds at most ``queue_size`` newest), or ``None`` after the timeout."""
-        deadline = self._clock() + timeout_s
+        deadline = time.monotonic() + timeout_s  # wall time even when pairing runs on an injected (bag) clock
         with self._cond:
             while True:
                 self._resolve()
                 if self._ready:
                     return self._ready.popleft()
-                left = deadline - self._clock()
+                left = deadline - time.monotonic()
                 if left <= 0:
                     return None
                 self._cond.wait(min(left, 0.02))
 
-    def reset(self) -> None:
-        """Drop everything buffered (after a time jump); counters are kept."""
+    def reset(self, keep_near_ns: Optional[int] = None) -> None:
+        """Drop everything buffered (after a time jump); counters are kept.
+
+        ``keep_near_ns``: keep the images within the tolerance of this stamp (the cloud that revealed the jump).
+        """
         with self._cond:
             for buf in self._images:
+                keep = [] if keep_near_ns is None else [it for it in buf
+                                                        if abs(it[0] - keep_near_ns) <= self.tolerance_ns]
                 buf.clear()
+                buf.extend(keep)
             self._pending.clear()
             self._ready.clear()
             self._last_cloud_ns = None

@@ -70,37 +70,18 @@ class TransformSource:
         """Release subscriptions."""
 
 
-class OwnTransformSource(TransformSource):
-    """Fallback backend: subscribes to ``/tf`` and ``/tf_static`` itself, stores into ``TFBuffer``."""
+class BufferTransformSource(TransformSource):
+    """Transforms fed by hand (``add_message``) into ``TFBuffer``: the core of the fallback, and offline tools."""
 
     backend = "sam4d_ros"
 
-    def __init__(self, node, cache_time_s: float = 10.0, tolerance_s: float = 0.0, tf_topic: str = "/tf",
-                 tf_static_topic: str = "/tf_static", callback_group=None):
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-        from tf2_msgs.msg import TFMessage
-
-        self._node = node
+    def __init__(self, cache_time_s: float = 10.0, tolerance_s: float = 0.0, log=None):
         self._cache_ns = int(cache_time_s * NS)
         self._tol_ns = int(tolerance_s * NS)
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
+        self._log = log
+        self._cond = threading.Condition()
         self._statics = {}
         self._buf = TFBuffer(cache_time_ns=self._cache_ns, tolerance_ns=self._tol_ns)
-        dyn_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-        static_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                                durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self._subs = [
-            node.create_subscription(TFMessage, tf_topic, self._on_tf, dyn_qos, callback_group=callback_group),
-            node.create_subscription(TFMessage, tf_static_topic, self._on_tf_static, static_qos,
-                                     callback_group=callback_group),
-        ]
-
-    def _on_tf(self, msg) -> None:
-        self.add_message(msg, static=False)
-
-    def _on_tf_static(self, msg) -> None:
-        self.add_message(msg, static=True)
 
     def add_message(self, msg, static: bool) -> None:
         """Insert every transform of a ``tf2_msgs/TFMessage``; bad transforms are skipped (and logged)."""
@@ -111,7 +92,8 @@ class OwnTransformSource(TransformSource):
                     if static:
                         self._statics[t.child_frame_id.lstrip("/")] = t
                 except ValueError as exc:
-                    self._node.get_logger().warn(f"ignoring transform: {exc}", throttle_duration_sec=5.0)
+                    if self._log is not None:
+                        self._log(f"ignoring transform: {exc}")
             self._cond.notify_all()
 
     def lookup(self, target: str, source: str, stamp=None, timeout_s: float = 0.0) -> np.ndarray:
@@ -132,6 +114,28 @@ class OwnTransformSource(TransformSource):
             self._buf = TFBuffer(cache_time_ns=self._cache_ns, tolerance_ns=self._tol_ns)
             for t in self._statics.values():
                 self._buf.set_transform_msg(t, static=True)
+
+
+class OwnTransformSource(BufferTransformSource):
+    """Fallback backend: subscribes to ``/tf`` and ``/tf_static`` itself (same QoS as tf2_ros)."""
+
+    def __init__(self, node, cache_time_s: float = 10.0, tolerance_s: float = 0.0, tf_topic: str = "/tf",
+                 tf_static_topic: str = "/tf_static", callback_group=None):
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from tf2_msgs.msg import TFMessage
+
+        logger = node.get_logger()
+        super().__init__(cache_time_s, tolerance_s, log=lambda m: logger.warning(m, throttle_duration_sec=5.0))
+        self._node = node
+        dyn_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        static_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._subs = [
+            node.create_subscription(TFMessage, tf_topic, lambda m: self.add_message(m, False), dyn_qos,
+                                     callback_group=callback_group),
+            node.create_subscription(TFMessage, tf_static_topic, lambda m: self.add_message(m, True), static_qos,
+                                     callback_group=callback_group),
+        ]
 
     def close(self) -> None:
         for s in self._subs:

@@ -1,0 +1,131 @@
+# Copyright 2026 The sam4d_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""Build the node's output messages from a :class:`sam4d_ros.pipeline.FrameResult` (rclpy message types).
+
+Every builder stamps its message with the input's stamp and frame: clouds, objects and markers with the cloud's
+header, masks and overlays with the paired image's header.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+
+from sam4d_ros.image import numpy_to_image
+from sam4d_ros.pointcloud import append_fields
+from sam4d_ros.prompts import project_points
+
+
+def palette(obj_id: int) -> np.ndarray:
+    """A stable, well separated RGB colour (uint8) for an object id."""
+    h = (obj_id * 0.618033988749895) % 1.0
+    i = int(h * 6)
+    f = h * 6 - i
+    v, s = 1.0, 0.85
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    rgb = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i % 6]
+    return (np.array(rgb) * 255).astype(np.uint8)
+
+
+def points_msg(cloud_msg, res, only_segmented: bool = False):
+    """The input cloud with ``object_id`` (int32, -1 = none) and ``score`` (float32) fields."""
+    keep = res.labels >= 0 if only_segmented else None
+    return append_fields(cloud_msg, res.labels, res.scores, keep=keep)
+
+
+def mask_msg(image_header, id_map: np.ndarray, encoding: str = "mono16"):
+    """Per-pixel object id image (0 = none) at the camera resolution."""
+    if encoding == "mono16":
+        return numpy_to_image(np.clip(id_map, 0, 65535).astype(np.uint16), "mono16", image_header)
+    return numpy_to_image(id_map.astype(np.int32), "32SC1", image_header)
+
+
+def overlay_array(rgb: np.ndarray, id_map: np.ndarray, cloud_xyz: np.ndarray, labels: np.ndarray, camera,
+                  camera2lidar: np.ndarray, alpha: float = 0.5, max_background_points: int = 30000) -> np.ndarray:
+    """RGB image with object colours blended in and the LiDAR points projected (objects in colour)."""
+    out = rgb.astype(np.float32)
+    ids = np.unique(id_map[id_map > 0])
+    for oid in ids:
+        m = id_map == oid
+        out[m] = (1 - alpha) * out[m] + alpha * palette(int(oid))
+    out = out.astype(np.uint8)
+    finite = np.isfinite(cloud_xyz).all(1)
+    sel = np.flatnonzero(finite)
+    bg = sel[labels[sel] < 0]
+    if bg.size > max_background_points:
+        bg = bg[:: int(np.ceil(bg.size / max_background_points))]
+    sel = np.concatenate([bg, sel[labels[sel] >= 0]])
+    if sel.size:
+        uv, ok = project_points(cloud_xyz[sel], camera2lidar, camera.K, camera.width, camera.height)
+        u = uv[ok, 0].astype(np.int64)
+        v = uv[ok, 1].astype(np.int64)
+        lab = labels[sel][ok]
+        cols = np.where(lab[:, None] >= 0, np.stack([palette(int(x)) for x in lab]) if lab.size else
+                        np.zeros((0, 3), np.uint8), np.array([160, 160, 160], np.uint8))
+        for du, dv in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            uu, vv = np.clip(u + du, 0, camera.width - 1), np.clip(v + dv, 0, camera.height - 1)
+            out[vv, uu] = cols
+    return out
+
+
+def overlay_msg(image_header, res, cam: int = 0):
+    """The ``~/overlay`` image (rgb8) of camera ``cam``."""
+    arr = overlay_array(res.images[cam], res.id_maps[cam], res.cloud.xyz, res.labels, res.cameras[cam],
+                        res.camera2lidar[cam])
+    return numpy_to_image(arr, "rgb8", image_header)
+
+
+def objects_msg(cloud_header, image_stamp, res):
+    """The per-frame ``sam4d_ros/ObjectMasks`` summary."""
+    from geometry_msgs.msg import Point, Vector3
+
+    from sam4d_ros.msg import ObjectMask, ObjectMasks
+
+    msg = ObjectMasks()
+    msg.header = cloud_header
+    msg.image_stamp = image_stamp
+    msg.inference_time = float(res.inference_time)
+    for o in res.objects:
+        msg.objects.append(ObjectMask(
+            object_id=int(o.obj_id), score=float(o.score), iou_score=float(o.iou_score),
+            num_points=int(o.num_points), num_pixels=int(o.num_pixels),
+            centroid=Point(x=float(o.centroid[0]), y=float(o.centroid[1]), z=float(o.centroid[2])),
+            extent=Vector3(x=float(o.extent[0]), y=float(o.extent[1]), z=float(o.extent[2])),
+            prompted=bool(o.prompted)))
+    return msg
+
+
+def markers_msg(cloud_header, res, ns: str = "sam4d") -> "List":
+    """``visualization_msgs/MarkerArray``: a DELETEALL, then a box and a text label per object with points."""
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    arr = MarkerArray()
+    clear = Marker()
+    clear.header = cloud_header
+    clear.ns = ns
+    clear.action = Marker.DELETEALL
+    arr.markers.append(clear)
+    for o in res.objects:
+        if o.num_points == 0:
+            continue
+        col = palette(o.obj_id) / 255.0
+        centre = (o.bbox_min + o.bbox_max) / 2.0
+        box = Marker()
+        box.header = cloud_header
+        box.ns, box.id, box.type, box.action = ns, int(o.obj_id) * 2, Marker.CUBE, Marker.ADD
+        box.pose.position.x, box.pose.position.y, box.pose.position.z = (float(c) for c in centre)
+        box.pose.orientation.w = 1.0
+        box.scale.x, box.scale.y, box.scale.z = (float(max(e, 0.05)) for e in o.extent)
+        box.color.r, box.color.g, box.color.b, box.color.a = float(col[0]), float(col[1]), float(col[2]), 0.35
+        label = Marker()
+        label.header = cloud_header
+        label.ns, label.id, label.type, label.action = ns, int(o.obj_id) * 2 + 1, Marker.TEXT_VIEW_FACING, Marker.ADD
+        label.pose.position.x, label.pose.position.y = float(centre[0]), float(centre[1])
+        label.pose.position.z = float(o.bbox_max[2] + 0.5)
+        label.pose.orientation.w = 1.0
+        label.scale.z = 0.8
+        label.color.r = label.color.g = label.color.b = label.color.a = 1.0
+        label.text = f"{o.obj_id}: {o.score:.2f} ({o.num_points} pts)"
+        arr.markers += [box, label]
+    return arr

@@ -1,0 +1,355 @@
+# Copyright 2026 The sam4d_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""The per-frame SAM4D pipeline shared by the live node and the offline bag processor (no DDS in here).
+
+``Pipeline.process`` takes already decoded inputs (cloud message, RGB images, camera models, transforms),
+applies the prompt commands that are due, runs ``StreamingTracker.step`` and returns a :class:`FrameResult`:
+per-point labels/scores for the full input cloud and per-camera id maps. ``sam4d_ros.outputs`` turns a result
+into ROS messages (only those somebody needs).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from sam4d_ros.image import CameraModel
+from sam4d_ros.pointcloud import CloudArrays
+from sam4d_ros.prompts import (
+    CommandQueue,
+    ObjectRegistry,
+    PromptCommand,
+    PromptLog,
+    RemoveCommand,
+    ResetCommand,
+    compensate_ego_motion,
+    project_points,
+)
+
+EMBEDDED_CHECKPOINT = Path(__file__).resolve().parents[1] / "sam4d_model" / "weights" / "sam4d_tiny.safetensors"
+
+
+def embedded_checkpoint() -> Path:
+    """Path of the checkpoint shipped with ``sam4d_model`` (source tree or install space)."""
+    try:
+        import sam4d_model
+
+        return Path(sam4d_model.__file__).resolve().parent / "weights" / "sam4d_tiny.safetensors"
+    except ImportError:  # pragma: no cover
+        return EMBEDDED_CHECKPOINT
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but torch sees no CUDA device (use device:=cpu or auto)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be cpu, cuda[:N] or auto, not {device!r}")
+    return device
+
+
+def load_model(checkpoint: str, device: str, model_config: str = "", log: Callable[[str], None] = print):
+    """Load the network. ``checkpoint``: ``""`` = embedded, a path, or ``random`` (random init; tests/dev only)."""
+    import torch
+
+    if checkpoint == "random":
+        from sam4d_model.config import load_config
+        from sam4d_model.modeling import build_sam4d
+
+        name = model_config or "sam4d_tiny"
+        log("!" * 100)
+        log(f"!!! checkpoint:=random -> RANDOMLY INITIALISED {name}: masks are meaningless (tests/dev only) !!!")
+        log("!" * 100)
+        torch.manual_seed(0)
+        model = build_sam4d(load_config(name))
+    else:
+        path = Path(checkpoint) if checkpoint else embedded_checkpoint()
+        if not path.is_file():
+            what = "the embedded checkpoint" if not checkpoint else "checkpoint"
+            raise FileNotFoundError(
+                f"{what} {path} does not exist. Pass checkpoint:=/path/to/sam4d.safetensors, or checkpoint:=random "
+                f"for a randomly initialised model (tests/dev only).")
+        from sam4d_model.checkpoint import load_checkpoint
+
+        model, _cfg = load_checkpoint(str(path), device)
+    return model.to(device).eval()
+
+
+@dataclass
+class PipelineConfig:
+    """Knobs of the per-frame processing (see config/sam4d.yaml)."""
+
+    max_points: int = 300_000
+    min_range: float = 0.0
+    max_range: float = 0.0
+    click_project_to_image: bool = True
+    use_ego_motion: bool = True
+
+
+@dataclass
+class ObjectStat:
+    """Per-object summary of one frame (fields of sam4d_ros/ObjectMask)."""
+
+    obj_id: int
+    score: float
+    iou_score: float
+    num_points: int
+    num_pixels: int
+    centroid: np.ndarray
+    extent: np.ndarray
+    bbox_min: np.ndarray
+    bbox_max: np.ndarray
+    prompted: bool
+
+
+@dataclass
+class FrameResult:
+    """Everything the outputs need for one processed frame."""
+
+    labels: np.ndarray  # (N,) int32 per input point, -1 = none
+    scores: np.ndarray  # (N,) float32
+    id_maps: List[np.ndarray]  # per camera (H, W) int32, 0 = none
+    objects: List[ObjectStat]
+    cloud: CloudArrays
+    images: List[np.ndarray]
+    cameras: List[CameraModel]
+    camera2lidar: List[np.ndarray]
+    inference_time: float
+    timings: Dict[str, float] = field(default_factory=dict)
+    applied: List[str] = field(default_factory=list)
+    errors: List[str] = field(default_factory=list)
+
+
+class FrameDropped(Exception):
+    """A synchronised frame that cannot be processed; ``key`` names the counter, the message says why."""
+
+    def __init__(self, key: str, why: str):
+        super().__init__(why)
+        self.key = key
+
+
+@dataclass
+class FrameInputs:
+    """Decoded, calibrated inputs of one synchronised frame."""
+
+    cloud: CloudArrays
+    lidar_frame: str
+    images: List[np.ndarray]
+    cameras: List[CameraModel]
+    camera2lidar: List[np.ndarray]
+    lidar2odom: Optional[np.ndarray]
+    warnings: List = field(default_factory=list)
+
+
+def prepare_frame(sf, camera_models, rectifiers, tf, params: dict, last_pose: Optional[np.ndarray] = None
+                  ) -> FrameInputs:
+    """Decode a :class:`sam4d_ros.sync.SyncedFrame` and look up its transforms (node and offline processing).
+
+    Raises :class:`FrameDropped` when the frame cannot be used (bad cloud/image, no CameraInfo, size mismatch,
+    no camera transform). A missing odom transform only warns and falls back to ``last_pose``.
+    """
+    from sam4d_ros.image import ImageError, compressed_to_rgb, image_msg_to_rgb
+    from sam4d_ros.pointcloud import PointCloudError, read_cloud
+    from sam4d_ros.tf import TransformUnavailable
+
+    ns = 1e9
+    stamp = sf.cloud_stamp_ns
+    cmsg = sf.cloud
+    lidar_frame = cmsg.header.frame_id.lstrip("/")
+    try:
+        cloud = read_cloud(cmsg)
+    except PointCloudError as exc:
+        raise FrameDropped("bad_cloud", f"dropping cloud {stamp / ns:.6f}: {exc}") from None
+    fi = FrameInputs(cloud, lidar_frame, [], [], [], None)
+    for ci, (img_stamp, imsg) in enumerate(sf.images):
+        name = params["cameras"][ci]
+        cm = camera_models[ci]
+        if cm is None:
+            raise FrameDropped("no_camera_info", f"no valid CameraInfo yet for camera {name!r}: frame dropped")
+        try:
+            rgb = compressed_to_rgb(imsg) if hasattr(imsg, "format") else image_msg_to_rgb(imsg)
+        except ImageError as exc:
+            raise FrameDropped("bad_image", f"camera {name!r}: {exc}: frame dropped") from None
+        why = cm.check_size(rgb.shape[1], rgb.shape[0])
+        if why:
+            raise FrameDropped("image_size_mismatch", f"camera {name!r}: {why}")
+        if params["rectify"] and cm.has_distortion:
+            rgb = rectifiers[ci](rgb, cm)
+        cam_frame = imsg.header.frame_id.lstrip("/") or cm.frame_id
+        try:
+            T = tf.lookup(lidar_frame, cam_frame, img_stamp, params["tf_timeout"])
+        except TransformUnavailable as exc:
+            raise FrameDropped("tf_unavailable", f"no transform {cam_frame!r} -> {lidar_frame!r} at "
+                                                 f"{img_stamp / ns:.6f}: {exc}: frame dropped") from None
+        fi.images.append(rgb)
+        fi.cameras.append(cm)
+        fi.camera2lidar.append(T)
+    if params["use_ego_motion"]:
+        try:
+            fi.lidar2odom = tf.lookup(params["odom_frame"], lidar_frame, stamp, params["tf_timeout"])
+        except TransformUnavailable as exc:
+            fi.lidar2odom = last_pose
+            fi.warnings.append(("odom_unavailable", f"no transform {lidar_frame!r} -> {params['odom_frame']!r} at "
+                                                    f"{stamp / ns:.6f} ({exc}); using the last known pose"))
+    return fi
+
+
+class Pipeline:
+    """Applies prompt commands and runs the tracker on one frame at a time (call from one thread only)."""
+
+    def __init__(self, tracker, registry: ObjectRegistry, commands: CommandQueue, config: PipelineConfig,
+                 logger: Optional[logging.Logger] = None):
+        self.tracker = tracker
+        self.registry = registry
+        self.commands = commands
+        self.cfg = config
+        self.log = logger or logging.getLogger("sam4d_ros")
+        self.prompt_log = PromptLog()
+        self.frame_index = 0
+
+    # ------------------------------------------------------------------ prompts
+    def _apply(self, cmds, stamp_ns: int, lidar2odom: Optional[np.ndarray], cameras: Sequence[CameraModel],
+               cam2lidar: Sequence[np.ndarray], pose_at: Callable[[int], Optional[np.ndarray]],
+               res: FrameResult) -> set:
+        prompted = set()
+        for c in cmds:
+            try:
+                if isinstance(c, ResetCommand):
+                    self.tracker.reset()
+                    prompted.clear()
+                    res.applied.append(f"reset ({c.reason})")
+                elif isinstance(c, RemoveCommand):
+                    self.tracker.remove_object(c.obj_id)
+                    res.applied.append(f"removed object {c.obj_id}")
+                elif isinstance(c, PromptCommand):
+                    self._apply_prompt(c, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at)
+                    prompted.add(c.obj_id)
+                    self.prompt_log.applied += 1
+                    res.applied.append(c.describe())
+            except Exception as exc:  # noqa: BLE001 - a bad prompt must not stop the node
+                self.prompt_log.failed += 1
+                msg = f"could not apply {type(c).__name__} for object {getattr(c, 'obj_id', '-')}: {exc}"
+                res.errors.append(msg)
+                self.log.error(msg)
+        return prompted
+
+    def _apply_prompt(self, c: PromptCommand, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at) -> None:
+        lidar_points, lidar_box = c.lidar_points, c.lidar_box
+        if c.points_stamp_ns and c.points_stamp_ns != stamp_ns and lidar2odom is not None and (
+                lidar_points is not None or lidar_box is not None):
+            then = pose_at(c.points_stamp_ns)
+            if then is not None:
+                if lidar_points is not None:
+                    lidar_points = compensate_ego_motion(lidar_points, then, lidar2odom)
+                if lidar_box is not None:  # shift the box by the motion of its centre
+                    ctr = lidar_box.mean(0, keepdims=True)
+                    lidar_box = lidar_box + (compensate_ego_motion(ctr, then, lidar2odom) - ctr)
+        image_points, image_labels, image_box, cam = c.image_points, c.image_labels, c.image_box, c.camera
+        if c.project_to_image and self.cfg.click_project_to_image and lidar_points is not None and cameras:
+            for ci, (cm, T) in enumerate(zip(cameras, cam2lidar)):
+                uv, ok = project_points(lidar_points, T, cm.K, cm.width, cm.height)
+                if ok.any():
+                    image_points, image_labels, cam = uv[ok].astype(np.float32), c.lidar_labels[ok], ci
+                    break
+        if c.reset_object and c.obj_id in self.tracker.object_ids:
+            self.tracker.remove_object(c.obj_id)
+        self.tracker.add_prompt(
+            c.obj_id, camera=cam, image_points=image_points, image_labels=image_labels, image_box=image_box,
+            lidar_points=lidar_points, lidar_labels=c.lidar_labels if lidar_points is not None else None,
+            lidar_box=lidar_box)
+
+    def drop_removed(self) -> None:
+        """Remove objects from the tracker that the registry no longer knows (removed between frames)."""
+        known = set(self.registry.ids())
+        for oid in list(self.tracker.object_ids):
+            if oid not in known:
+                self.tracker.remove_object(oid)
+
+    # ------------------------------------------------------------------ frame
+    def process(self, stamp_ns: int, cloud: CloudArrays, images: Sequence[np.ndarray], cameras: Sequence[CameraModel],
+                cam2lidar: Sequence[np.ndarray], lidar2odom: Optional[np.ndarray],
+                pose_at: Callable[[int], Optional[np.ndarray]] = lambda ns: None,
+                due_tolerance_ns: int = 0) -> FrameResult:
+        """Process one synchronised frame (see module docstring)."""
+        t0 = time.perf_counter()
+        n = cloud.num_points
+        labels = np.full(n, -1, np.int32)
+        scores = np.zeros(n, np.float32)
+        id_maps = [np.zeros((cm.height, cm.width), np.int32) for cm in cameras]
+        res = FrameResult(labels, scores, id_maps, [], cloud, list(images), list(cameras), list(cam2lidar), 0.0)
+
+        sel = cloud.valid.copy()
+        if self.cfg.min_range > 0 or self.cfg.max_range > 0:
+            r = np.linalg.norm(np.where(sel[:, None], cloud.xyz, 0.0), axis=1)
+            if self.cfg.min_range > 0:
+                sel &= r >= self.cfg.min_range
+            if self.cfg.max_range > 0:
+                sel &= r <= self.cfg.max_range
+        idx = np.flatnonzero(sel)
+        if idx.size > self.cfg.max_points > 0:
+            stride = int(np.ceil(idx.size / self.cfg.max_points))
+            idx = idx[::stride]
+            res.timings["subsample_stride"] = float(stride)
+        if idx.size == 0:
+            res.errors.append(f"cloud has no usable points ({n} points, {int(cloud.valid.sum())} finite); "
+                              f"model not run, prompts stay queued")
+            return res
+
+        cmds = self.commands.take_due(stamp_ns, due_tolerance_ns)
+        prompted = self._apply(cmds, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at, res)
+        self.drop_removed()
+
+        from sam4d_model.types import CameraFrame, Frame
+
+        inten = cloud.intensity[idx] if cloud.intensity is not None else np.zeros(idx.size, np.float32)
+        pts = np.concatenate([cloud.xyz[idx], np.nan_to_num(inten)[:, None].astype(np.float32)], 1)
+        cams = [CameraFrame(name=str(i), image=img, intrinsics=cm.K.astype(np.float32), camera2lidar=T)
+                for i, (img, cm, T) in enumerate(zip(images, cameras, cam2lidar))]
+        frame = Frame(points=pts, cameras=cams, lidar2world=lidar2odom if lidar2odom is not None else np.eye(4),
+                      timestamp=stamp_ns * 1e-9, index=self.frame_index)
+        self.frame_index += 1
+        t1 = time.perf_counter()
+        out = self.tracker.step(frame)
+        res.inference_time = time.perf_counter() - t1
+        res.timings.update({k: float(v) for k, v in (getattr(out, "timings", None) or {}).items()
+                            if isinstance(v, (int, float))})
+        obj_ids = [int(o) for o in out.obj_ids]
+        if obj_ids:
+            pm = np.asarray(out.point_masks, bool).reshape(len(obj_ids), idx.size)
+            ps = np.asarray(out.point_scores, np.float32).reshape(len(obj_ids), idx.size)
+            masked = np.where(pm, ps, -np.inf)
+            best = masked.argmax(0)
+            hit = pm.any(0)
+            labels[idx[hit]] = np.asarray(obj_ids, np.int32)[best[hit]]
+            scores[idx] = np.where(hit, masked.max(0), 0.0)
+            order = np.argsort(np.asarray(out.object_scores, np.float32))  # higher score painted last
+            for ci, m in enumerate(out.image_masks[: len(id_maps)]):
+                m = np.asarray(m, bool)
+                for k in order:
+                    if m.shape[1:] == id_maps[ci].shape:
+                        id_maps[ci][m[k]] = obj_ids[k]
+        obj_scores = np.asarray(out.object_scores, np.float32).reshape(-1)
+        iou = np.asarray(out.iou_scores, np.float32).reshape(-1)
+        for k, oid in enumerate(obj_ids):
+            pts_k = cloud.xyz[labels == oid]
+            npx = int(sum(int((m == oid).sum()) for m in id_maps))
+            if len(pts_k):
+                lo, hi = pts_k.min(0), pts_k.max(0)
+                ctr = pts_k.mean(0)
+            else:
+                lo = hi = ctr = np.zeros(3, np.float32)
+            res.objects.append(ObjectStat(oid, float(obj_scores[k]) if k < obj_scores.size else 0.0,
+                                          float(iou[k]) if k < iou.size else 0.0, int(len(pts_k)), npx, ctr,
+                                          hi - lo, lo, hi, oid in prompted))
+        self.registry.update_tracked(obj_ids, [o.score for o in res.objects])
+        res.timings["pipeline"] = time.perf_counter() - t0
+        return res
