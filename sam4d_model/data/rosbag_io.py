@@ -33,6 +33,7 @@ import numpy as np
 from ..types import CameraFrame, Frame, FrameLabels
 from .geometry import interpolate_transform, invert_transform, split_transform
 from .io_utils import DataError, atomic_directory
+from .msg_codec import DTYPE_TO_POINTFIELD, IMAGE_ENCODINGS, MessageDecodeError, cloud_to_structured, image_to_array
 from .tf_buffer import TFBuffer, TFError
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,7 @@ def make_header(stamp_ns: int, frame_id: str, typestore=None):
 
 
 # ---------------------------------------------------------------------------------------------------------- PointCloud2
-_PF_TO_NP = {1: np.int8, 2: np.uint8, 3: np.int16, 4: np.uint16, 5: np.int32, 6: np.uint32, 7: np.float32,
-             8: np.float64}
-_NP_TO_PF = {np.dtype(v): k for k, v in _PF_TO_NP.items()}
+_NP_TO_PF = {np.dtype(code): k for code, k in DTYPE_TO_POINTFIELD.items()}
 #: Default datatypes of named point columns in our PointCloud2 messages (others are float32).
 FIELD_DTYPES = {"ring": np.uint16, "instance": np.int32, "class": np.int32, "label": np.int32}
 
@@ -136,30 +135,14 @@ def points_to_pointcloud2(points: np.ndarray, stamp_ns: int, frame_id: str = LID
 
 
 def pointcloud2_to_array(msg: Any) -> np.ndarray:
-    """Structured numpy array (one record per point, fields by name) of a PointCloud2 (any layout/endianness)."""
-    endian = ">" if msg.is_bigendian else "<"
-    names, formats, offsets = [], [], []
-    for f in msg.fields:
-        if f.datatype not in _PF_TO_NP:
-            raise DataError(f"PointCloud2 field {f.name!r} has unknown datatype {f.datatype}")
-        base = np.dtype(_PF_TO_NP[f.datatype]).newbyteorder(endian)
-        names.append(f.name)
-        formats.append(base if f.count <= 1 else (base, int(f.count)))
-        offsets.append(int(f.offset))
-    dt = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": int(msg.point_step)})
-    data = np.asarray(msg.data, dtype=np.uint8)
-    h, w = int(msg.height), int(msg.width)
-    row = int(msg.row_step)
-    need = (h - 1) * row + w * int(msg.point_step) if h and w else 0
-    if data.size < need:
-        raise DataError(f"PointCloud2 data too short: {data.size} bytes for {h}x{w} points")
-    if h == 0 or w == 0:
-        return np.zeros(0, dtype=dt)
-    if row == w * msg.point_step:
-        buf = data[: h * row]
-    else:
-        buf = np.concatenate([data[r * row: r * row + w * msg.point_step] for r in range(h)])
-    return np.frombuffer(buf.tobytes(), dtype=dt)
+    """Structured numpy array (one record per point, fields by name) of a PointCloud2 (any layout/endianness).
+
+    A copy: it does not share memory with the message.
+    """
+    try:
+        return cloud_to_structured(msg, strict=True).copy()
+    except MessageDecodeError as exc:
+        raise DataError(f"PointCloud2: {exc}") from None
 
 
 def pointcloud2_to_points(msg: Any, fields: Optional[Sequence[str]] = None,
@@ -184,11 +167,6 @@ def pointcloud2_to_points(msg: Any, fields: Optional[Sequence[str]] = None,
 
 
 # ---------------------------------------------------------------------------------------------------------- Image
-_ENC = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
-        "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1), "8UC3": (np.uint8, 3), "mono16": (np.uint16, 1),
-        "16UC1": (np.uint16, 1), "32SC1": (np.int32, 1), "32FC1": (np.float32, 1), "64FC1": (np.float64, 1)}
-
-
 def image_to_msg(image: np.ndarray, stamp_ns: int, frame_id: str = CAMERA_FRAME, encoding: Optional[str] = None,
                  typestore=None):
     """``sensor_msgs/Image`` from an array: ``(H, W, 3)`` uint8 -> rgb8, ``(H, W)`` int32 -> 32SC1, etc."""
@@ -202,7 +180,7 @@ def image_to_msg(image: np.ndarray, stamp_ns: int, frame_id: str = CAMERA_FRAME,
                         np.dtype(np.float32): "32FC1", np.dtype(np.float64): "64FC1"}.get(img.dtype)
         if encoding is None:
             raise ValueError(f"cannot infer an encoding for image {img.shape} {img.dtype}")
-    dtp, ch = _ENC[encoding]
+    dtp, ch = IMAGE_ENCODINGS[encoding]
     img = img.astype(np.dtype(dtp).newbyteorder("<"), copy=False)
     h, w = img.shape[:2]
     return ts.types["sensor_msgs/msg/Image"](
@@ -212,21 +190,12 @@ def image_to_msg(image: np.ndarray, stamp_ns: int, frame_id: str = CAMERA_FRAME,
 
 def image_from_msg(msg: Any, rgb: bool = True) -> np.ndarray:
     """Array of a ``sensor_msgs/Image``; colour images come back as RGB uint8 ``(H, W, 3)`` when ``rgb``."""
+    try:
+        img = image_to_array(msg).copy()  # never a view on the (possibly cached) message
+    except MessageDecodeError as exc:
+        raise DataError(f"Image: {exc}") from None
     enc = msg.encoding
-    if enc not in _ENC:
-        raise DataError(f"unsupported image encoding {enc!r}")
-    dtp, ch = _ENC[enc]
-    dt = np.dtype(dtp).newbyteorder(">" if msg.is_bigendian else "<")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    row = w * ch * dt.itemsize
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if step < row or data.size < step * (h - 1) + row:
-        raise DataError(f"image data too short for {h}x{w} {enc}")
-    buf = data[: h * step].reshape(h, step)[:, :row] if data.size >= h * step else \
-        np.stack([data[r * step: r * step + row] for r in range(h)])
-    img = np.frombuffer(np.ascontiguousarray(buf).tobytes(), dtype=dt).reshape(h, w, ch) if ch > 1 else \
-        np.frombuffer(np.ascontiguousarray(buf).tobytes(), dtype=dt).reshape(h, w)
-    img = img.astype(dt.newbyteorder("="), copy=False)
+    ch = img.shape[2] if img.ndim == 3 else 1
     if rgb and ch >= 3:
         if enc.startswith("bgr"):
             img = img[..., 2::-1]

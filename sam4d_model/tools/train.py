@@ -75,9 +75,16 @@ def main(argv=None) -> int:
         else:
             p.add_argument("--" + f.name.replace("_", "-"), type=typ, default=default)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--export", default=None, metavar="PATH",
+                   help="only write the weights of OUT/last.pt to PATH (.safetensors) and exit")
     args = p.parse_args(argv)
     cfg = TrainConfig(out_dir=args.out, **{f.name: getattr(args, f.name) for f in fields(TrainConfig)
                                            if f.name not in ("out_dir", "loss_weights")})
+    if args.export:
+        from ..training.trainer import export_weights
+
+        print(f"weights: {export_weights(cfg, args.export)}")
+        return 0
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         import torch

@@ -55,6 +55,7 @@ class TrainConfig:
     clip_len: int = 4
     max_objects: int = 3
     min_points: int = 30
+    max_points: int = 0  # random subset of each training cloud (0: all points); cuts CPU training cost
     min_pixels: int = 150
     prob_mask_prompt: float = 0.15
     prob_box_prompt: float = 0.25
@@ -104,6 +105,16 @@ def yaw_augment(frame: Frame, yaw: float) -> Frame:
     return Frame(pts, cams, frame.lidar2world @ np.linalg.inv(aug), frame.timestamp, frame.index)
 
 
+def _subsample(frame: Frame, lab: FrameLabels, n: int, rng: np.random.Generator) -> Tuple[Frame, FrameLabels]:
+    if frame.points.shape[0] <= n:
+        return frame, lab
+    keep = np.sort(rng.choice(frame.points.shape[0], size=n, replace=False))
+    f = Frame(frame.points[keep], frame.cameras, frame.lidar2world, frame.timestamp, frame.index)
+    lab = FrameLabels(lab.point_instance[keep], lab.image_instance,
+                      None if lab.point_class is None else lab.point_class[keep], lab.image_class, lab.object_classes)
+    return f, lab
+
+
 def _visible_objects(lab: FrameLabels, cam: Optional[str], cfg: TrainConfig) -> Tuple[List[int], Dict[int, bool]]:
     ids, counts = np.unique(lab.point_instance[lab.point_instance > 0], return_counts=True)
     img = lab.image_instance.get(cam) if cam else None
@@ -133,6 +144,9 @@ def sample_clip(seqs: Sequence, cfg: TrainConfig, rng: np.random.Generator, max_
         weights = np.array([3.0 if in_img[o] else 1.0 for o in cands])
         k = min(cfg.max_objects, len(cands))
         obj_ids = [int(x) for x in rng.choice(cands, size=k, replace=False, p=weights / weights.sum())]
+        if cfg.max_points > 0:
+            frames, labels = zip(*[_subsample(f, lab, cfg.max_points, rng) for f, lab in zip(frames, labels)])
+            frames, labels = list(frames), list(labels)
         if cfg.lidar_yaw_aug > 0:
             yaw = float(rng.uniform(-cfg.lidar_yaw_aug, cfg.lidar_yaw_aug))
             frames = [yaw_augment(f, yaw) for f in frames]
@@ -362,6 +376,22 @@ def build_model_for_training(cfg: TrainConfig) -> SAM4D:
     return model
 
 
+def export_weights(cfg: TrainConfig, out_path: Optional[str] = None) -> Path:
+    """Write ``<out_dir>/<model>.safetensors`` (or ``out_path``) from the run's ``last.pt`` (LoRA merged)."""
+    from ..checkpoint import save_checkpoint
+    from .lora import merge_lora
+
+    ckpt = Path(cfg.out_dir) / "last.pt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"no {ckpt} to export")
+    st = torch.load(ckpt, map_location="cpu", weights_only=True)
+    model = build_model_for_training(cfg)
+    model.load_state_dict(st["model"])
+    merge_lora(model)
+    path = Path(out_path) if out_path else Path(cfg.out_dir) / f"{cfg.model}.safetensors"
+    return save_checkpoint(model.eval(), path, extra_metadata={"train_steps": str(int(st["step"]))})
+
+
 def train(cfg: TrainConfig, seqs: Sequence, progress: bool = True) -> Path:
     """Train (or resume) in ``cfg.out_dir``; returns the path of the final weights (rank 0)."""
     from ..checkpoint import save_checkpoint
@@ -389,23 +419,25 @@ def train(cfg: TrainConfig, seqs: Sequence, progress: bool = True) -> Path:
         loss_mod = nn.parallel.DistributedDataParallel(
             loss_mod, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1),
-                                                pct_start=cfg.pct_warmup, anneal_strategy="cos",
-                                                div_factor=25.0, final_div_factor=100.0)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     rng = np.random.default_rng([cfg.seed, rank])
     step = 0
     ckpt = out / "last.pt"
+    st = None
     if ckpt.is_file():
         st = torch.load(ckpt, map_location="cpu", weights_only=True)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
         step = int(st["step"])
         _set_rng_state(rng, st["rng"][min(rank, len(st["rng"]) - 1)])
         torch.set_rng_state(st["torch_rng"])
-        if rank == 0:
-            print(f"resumed from {ckpt} at step {step}", flush=True)
+    # The one-cycle schedule is a function of (step, steps): resuming with a larger --steps stretches it.
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, step + 1, 1),
+                                                pct_start=cfg.pct_warmup, anneal_strategy="cos",
+                                                div_factor=25.0, final_div_factor=100.0,
+                                                last_epoch=step - 1 if st is not None and step > 0 else -1)
+    if st is not None and rank == 0:
+        print(f"resumed from {ckpt} at step {step}", flush=True)
     log_path = out / "metrics.csv"
     bar = None
     if progress and rank == 0:
@@ -424,7 +456,7 @@ def train(cfg: TrainConfig, seqs: Sequence, progress: bool = True) -> Path:
         step += 1
         if rank == 0:
             row = {"step": step, "lr": sched.get_last_lr()[0], "grad_norm": float(gnorm),
-                   "sec_per_it": time.time() - t_last, **{k: float(v) for k, v in terms.items()}}
+                   "sec_per_it": time.time() - t_last, **{k: float(v.detach()) for k, v in terms.items()}}
             t_last = time.time()
             if step % cfg.log_every == 0 or step == 1:
                 new = not log_path.exists()
@@ -444,10 +476,19 @@ def train(cfg: TrainConfig, seqs: Sequence, progress: bool = True) -> Path:
                 rngs = gathered
             if rank == 0:
                 _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                    "scheduler": sched.state_dict(), "step": step, "rng": rngs,
+                                    "step": step, "rng": rngs,
                                     "torch_rng": torch.get_rng_state()}, ckpt)
     if bar is not None:
         bar.close()
+    if world > 1:
+        # Replicas must hold identical weights after DDP's gradient averaging; record it (rank 0 writes).
+        local = float(sum(p.detach().double().sum() for p in model.parameters()))
+        sums = [None] * world
+        dist.all_gather_object(sums, local)
+        if rank == 0:
+            import json
+
+            (out / "ddp_check.json").write_text(json.dumps({"world_size": world, "param_sums": sums}))
     final = out / f"{cfg.model}.safetensors"
     if rank == 0:
         export = model
