@@ -71,6 +71,7 @@ class BagReplayer:
         self.filter_fn = filter_fn
         self.published = 0
         self.loops = 0
+        self.last_time_ns: Optional[int] = None  # bag time of the newest message or clock published
         self._Clock = Clock
         self._pubs = {}
         types = bag_topics(self.bag)
@@ -89,7 +90,30 @@ class BagReplayer:
         self._clock_pub = node.create_publisher(Clock, "/clock", 10) if publish_clock else None
         self.topics_published = sorted(self._pubs)
 
-    def _clock(self, t_ns: int) -> None:
+    def prime(self, topics: Sequence[str] = ("/tf_static",)) -> int:
+        """Publish the bag's messages of ``topics`` now, before :meth:`run`; returns the number published.
+
+        ``/tf_static`` is transient-local: nodes that start or finish discovery later still get it.
+        """
+        n = 0
+        for topic, _, _, raw in read_bag(self.bag, [t for t in topics if t in self._pubs]):
+            self._pubs[topic].publish(raw)
+            n += 1
+        return n
+
+    def wait_for_subscribers(self, timeout: float = 10.0, topics: Optional[Sequence[str]] = None) -> List[str]:
+        """Wait until every publisher (of ``topics``, default all) has a subscriber; returns those still without."""
+        pubs = {t: p for t, p in self._pubs.items() if topics is None or t in topics}
+        end = time.monotonic() + timeout
+        while True:
+            missing = sorted(t for t, p in pubs.items() if p.get_subscription_count() == 0)
+            if not missing or time.monotonic() >= end:
+                return missing
+            time.sleep(0.02)
+
+    def send_clock(self, t_ns: int) -> None:
+        """Publish ``/clock`` at bag time ``t_ns`` (also usable after :meth:`run`, to keep sim time going)."""
+        self.last_time_ns = int(t_ns)
         if self._clock_pub is not None:
             msg = self._Clock()
             msg.clock.sec, msg.clock.nanosec = divmod(int(t_ns), NS)
@@ -119,9 +143,9 @@ class BagReplayer:
                         left = target - time.monotonic()
                         if left <= 0 or stop.is_set():
                             break
-                        self._clock(t_bag0 + int((time.monotonic() - t_wall0) * self.rate * NS))
+                        self.send_clock(t_bag0 + int((time.monotonic() - t_wall0) * self.rate * NS))
                         time.sleep(min(left, self.clock_period))
-                self._clock(t)
+                self.send_clock(t)
                 if self.filter_fn is not None:
                     raw = self.filter_fn(topic, t, raw)
                     if raw is None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -123,7 +122,7 @@ def run_demo(out_dir: Path, checkpoint: str = "", device: str = "auto", rate: fl
     from sam4d_ros.msg import ObjectMasks, Prompt
     from sam4d_ros.pointcloud import labels_from_cloud
     from sam4d_ros.srv import AddPrompts, ListObjects
-    from sam4d_ros.testing import RosHarness, stamp_msg
+    from sam4d_ros.testing import RosHarness, node_process, stamp_msg, stop_process
 
     out_dir.mkdir(parents=True, exist_ok=True)
     t_setup = time.time()
@@ -138,19 +137,13 @@ def run_demo(out_dir: Path, checkpoint: str = "", device: str = "auto", rate: fl
               f"via {p['how']}")
 
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    repo = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
-    ck = f"checkpoint:={checkpoint}" if checkpoint else "checkpoint:=''"
-    node_cmd = [sys.executable, "-m", "sam4d_ros.node", "--ros-args", "-p", "use_sim_time:=true",
-                "-p", ck, "-p", f"device:={device}", "-p", "status_period:=0.5",
-                "-p", "points_reliability:=reliable", "-p", "image_reliability:=reliable",
-                "-p", "sync_max_wait:=0.3", "-p", "log_period:=5.0"]
+    params = {"use_sim_time": True, "checkpoint": checkpoint, "device": device, "status_period": 0.5,
+              "points_reliability": "reliable", "image_reliability": "reliable", "sync_max_wait": 0.3,
+              "log_period": 5.0}
     if node_threads:
-        node_cmd += ["-p", f"torch_threads:={node_threads}"]
+        params["torch_threads"] = node_threads
     log_path = out_dir / "node.log"
-    node_log = open(log_path, "w")
-    proc = subprocess.Popen(node_cmd, env=env, stdout=node_log, stderr=subprocess.STDOUT)
+    proc = node_process(params, log_path)
     h = RosHarness("sam4d_demo")
     summary: dict = {"prompts": prompts, "bag": str(bag), "rate": rate, "checkpoint": checkpoint or "embedded"}
     try:
@@ -256,12 +249,7 @@ def run_demo(out_dir: Path, checkpoint: str = "", device: str = "auto", rate: fl
         summary["layout"] = _layouts(pts_out, masks, overlays, objects, gt)
     finally:
         h.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        node_log.close()
+        stop_process(proc)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     _print_summary(summary, out_dir)
     return summary

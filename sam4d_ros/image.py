@@ -3,8 +3,9 @@
 """``sensor_msgs/Image``, ``CompressedImage`` and ``CameraInfo`` <-> numpy (no cv_bridge needed).
 
 Readable encodings: rgb8, bgr8, rgba8, bgra8, mono8, mono16, 8UC1, 8UC3 (OpenCV order, i.e. bgr), 8UC4,
-16UC1, 32SC1, 32FC1. Anything else raises :class:`ImageError` with the list of supported encodings.
-Row padding (``step > width * pixel size``) and big-endian 16/32-bit data are handled.
+16UC1, 32SC1, 32FC1, 64FC1. Anything else raises :class:`ImageError` with the list of supported encodings.
+Row padding (``step > width * pixel size``) and big-endian 16/32/64-bit data are handled (the decoding core is
+:mod:`sam4d_model.data.msg_codec`, shared with the bag tools).
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-#: encoding -> (numpy dtype, channels)
-ENCODINGS = {
-    "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
-    "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1), "8UC3": (np.uint8, 3), "8UC4": (np.uint8, 4),
-    "mono16": (np.uint16, 1), "16UC1": (np.uint16, 1), "32SC1": (np.int32, 1), "32FC1": (np.float32, 1),
-}
+from sam4d_model.data.msg_codec import IMAGE_ENCODINGS, MessageDecodeError, image_to_array
+
+#: encoding -> (numpy dtype, channels) (shared with the bag tools).
+ENCODINGS = IMAGE_ENCODINGS
 
 
 class ImageError(ValueError):
@@ -28,23 +27,10 @@ class ImageError(ValueError):
 
 def image_to_numpy(msg) -> np.ndarray:
     """The pixels of a ``sensor_msgs/Image`` as ``(H, W)`` or ``(H, W, C)`` in the encoding's dtype and order."""
-    enc = str(msg.encoding)
-    if enc not in ENCODINGS:
-        raise ImageError(f"unsupported image encoding {enc!r} (supported: {', '.join(sorted(ENCODINGS))})")
-    dtype, ch = ENCODINGS[enc]
-    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    px = dt.itemsize * ch
-    if h <= 0 or w <= 0:
-        raise ImageError(f"empty image ({w}x{h})")
-    if step < w * px:
-        raise ImageError(f"step {step} < width {w} * {px} bytes per pixel ({enc})")
-    raw = np.frombuffer(msg.data, np.uint8)
-    if raw.size < (h - 1) * step + w * px:
-        raise ImageError(f"image data has {raw.size} bytes, {w}x{h} {enc} with step {step} needs {h * step}")
-    rows = np.lib.stride_tricks.as_strided(raw, shape=(h, w * px), strides=(step, 1))
-    arr = np.ascontiguousarray(rows).view(dt).reshape((h, w, ch) if ch > 1 else (h, w))
-    return arr.astype(dt.newbyteorder("="), copy=False)
+    try:
+        return image_to_array(msg)
+    except MessageDecodeError as exc:
+        raise ImageError(str(exc)) from None
 
 
 def to_rgb8(arr: np.ndarray, encoding: str) -> np.ndarray:

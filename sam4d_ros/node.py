@@ -23,6 +23,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
@@ -32,6 +33,7 @@ from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
 from sam4d_ros import outputs
+from sam4d_ros.diagnostics import HealthRules, PipelineHealth, diagnostic_array
 from sam4d_ros.image import ImageError, Rectifier, camera_model
 from sam4d_ros.pipeline import FrameDropped, Pipeline, PipelineConfig, load_model, prepare_frame, resolve_device
 from sam4d_ros.prompts import (
@@ -97,6 +99,12 @@ PARAMETERS = {
     "status_period": (1.0, "Seconds between ~/status messages.", {"floating_point_range": (0.05, 3600.0)}),
     "log_period": (10.0, "Seconds between status lines in the log (0 = never).",
                    {"floating_point_range": (0.0, 3600.0)}),
+    "diagnostics_period": (1.0, "Seconds between diagnostic_msgs/DiagnosticArray messages on /diagnostics "
+                                "(status 'sam4d: pipeline').", {"floating_point_range": (0.05, 3600.0)}),
+    "diagnostics_latency_warn": (1.0, "Diagnostics WARN when the latency (stamp -> outputs published) p95 exceeds "
+                                      "this (s, 0 = off).", {"floating_point_range": (0.0, 3600.0)}),
+    "diagnostics_stale_timeout": (5.0, "Diagnostics ERROR when point clouds arrive but no frame was processed for "
+                                       "this long (s).", {"floating_point_range": (0.1, 3600.0)}),
 }
 
 CHOICES = {
@@ -197,6 +205,12 @@ class Sam4dNode(Node):
         self._last_clock_ns: Optional[int] = None
         self._last_pose: Optional[np.ndarray] = None
         self._state_lock = threading.Lock()
+        # monotonic times for the diagnostics: first/last cloud received, last frame processed
+        self._first_cloud_wall: Optional[float] = None
+        self._last_cloud_wall: Optional[float] = None
+        self._last_frame_wall: Optional[float] = None
+        self.health = PipelineHealth(HealthRules(latency_warn=p["diagnostics_latency_warn"],
+                                                 stale_timeout=p["diagnostics_stale_timeout"]))
 
         # model
         if tracker is None:
@@ -258,6 +272,7 @@ class Sam4dNode(Node):
         self.pub_objects = self.create_publisher(ObjectMasks, "~/objects", out_qos)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", out_qos)
         self.pub_status = self.create_publisher(String, "~/status", QoSProfile(depth=5))
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
 
         self.create_service(AddPrompts, "~/add_prompts", self._srv_add_prompts)
         self.create_service(RemoveObject, "~/remove_object", self._srv_remove)
@@ -265,6 +280,7 @@ class Sam4dNode(Node):
         self.create_service(ListObjects, "~/list_objects", self._srv_list)
 
         self.create_timer(p["status_period"], self._publish_status)
+        self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
         self.create_timer(0.25, self._check_clock)
         self._last_log = time.monotonic()
 
@@ -305,6 +321,9 @@ class Sam4dNode(Node):
         with self._state_lock:
             self._latest_cloud_frame = msg.header.frame_id.lstrip("/") or self._latest_cloud_frame
             self._latest_cloud_ns = stamp
+            self._last_cloud_wall = time.monotonic()
+            if self._first_cloud_wall is None:
+                self._first_cloud_wall = self._last_cloud_wall
         res = self.sync.add_cloud(stamp, msg)
         if res != "ok":
             self.stats.count(res)
@@ -509,6 +528,7 @@ class Sam4dNode(Node):
             self.stats.latency.append(lat)
             self.stats.latency_recv.append(time.monotonic() - sf.received_wall)
             self.stats.publish_times.append(time.monotonic())
+        self._last_frame_wall = time.monotonic()
 
     def _publish(self, sf, cmsg, res) -> None:
         if self.pub_points.get_subscription_count() > 0:
@@ -537,7 +557,27 @@ class Sam4dNode(Node):
         s["tf_backend"] = self.tf.backend
         s["device"] = self.device
         s["camera_info"] = [cm is not None for cm in self._camera_models]
+        s["tracker"] = self._tracker_memory()
         return s
+
+    def _tracker_memory(self) -> dict:
+        """Stored memory entries and bytes of the tracker (bounded by max_prompted_frames + num_past_frames)."""
+        tr = self.pipeline.tracker
+        for _ in range(3):  # the worker may change the memory dict while we count: try again
+            try:
+                return {"stored_memories": int(getattr(tr, "num_stored_memories", 0)),
+                        "memory_bytes": int(getattr(tr, "memory_bytes", 0))}
+            except RuntimeError:
+                time.sleep(0.001)
+        return {"stored_memories": None, "memory_bytes": None}
+
+    def _publish_diagnostics(self) -> None:
+        s = self.status()
+        with self._state_lock:
+            first, last = self._first_cloud_wall, self._last_cloud_wall
+        level, message = self.health.evaluate(s, time.monotonic(), first, last, self._last_frame_wall)
+        self.pub_diagnostics.publish(diagnostic_array(s, level, message, hardware_id=self.get_name(),
+                                                      stamp=self.get_clock().now().to_msg()))
 
     def _publish_status(self) -> None:
         s = self.status()

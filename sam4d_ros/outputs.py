@@ -3,7 +3,8 @@
 """Build the node's output messages from a :class:`sam4d_ros.pipeline.FrameResult` (rclpy message types).
 
 Every builder stamps its message with the input's stamp and frame: clouds, objects and markers with the cloud's
-header, masks and overlays with the paired image's header.
+header, masks and overlays with the paired image's header. Pictures and colours come from
+:mod:`sam4d_model.eval.overlay` (one palette for the node, the demo and the evaluation tools).
 """
 
 from __future__ import annotations
@@ -12,20 +13,9 @@ from typing import List
 
 import numpy as np
 
+from sam4d_model.eval.overlay import overlay, palette
 from sam4d_ros.image import numpy_to_image
 from sam4d_ros.pointcloud import append_fields
-from sam4d_ros.prompts import project_points
-
-
-def palette(obj_id: int) -> np.ndarray:
-    """A stable, well separated RGB colour (uint8) for an object id."""
-    h = (obj_id * 0.618033988749895) % 1.0
-    i = int(h * 6)
-    f = h * 6 - i
-    v, s = 1.0, 0.85
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    rgb = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i % 6]
-    return (np.array(rgb) * 255).astype(np.uint8)
 
 
 def points_msg(cloud_msg, res, only_segmented: bool = False):
@@ -41,38 +31,10 @@ def mask_msg(image_header, id_map: np.ndarray, encoding: str = "mono16"):
     return numpy_to_image(id_map.astype(np.int32), "32SC1", image_header)
 
 
-def overlay_array(rgb: np.ndarray, id_map: np.ndarray, cloud_xyz: np.ndarray, labels: np.ndarray, camera,
-                  camera2lidar: np.ndarray, alpha: float = 0.5, max_background_points: int = 30000) -> np.ndarray:
-    """RGB image with object colours blended in and the LiDAR points projected (objects in colour)."""
-    out = rgb.astype(np.float32)
-    ids = np.unique(id_map[id_map > 0])
-    for oid in ids:
-        m = id_map == oid
-        out[m] = (1 - alpha) * out[m] + alpha * palette(int(oid))
-    out = out.astype(np.uint8)
-    finite = np.isfinite(cloud_xyz).all(1)
-    sel = np.flatnonzero(finite)
-    bg = sel[labels[sel] < 0]
-    if bg.size > max_background_points:
-        bg = bg[:: int(np.ceil(bg.size / max_background_points))]
-    sel = np.concatenate([bg, sel[labels[sel] >= 0]])
-    if sel.size:
-        uv, ok = project_points(cloud_xyz[sel], camera2lidar, camera.K, camera.width, camera.height)
-        u = uv[ok, 0].astype(np.int64)
-        v = uv[ok, 1].astype(np.int64)
-        lab = labels[sel][ok]
-        cols = np.where(lab[:, None] >= 0, np.stack([palette(int(x)) for x in lab]) if lab.size else
-                        np.zeros((0, 3), np.uint8), np.array([160, 160, 160], np.uint8))
-        for du, dv in ((0, 0), (1, 0), (0, 1), (1, 1)):
-            uu, vv = np.clip(u + du, 0, camera.width - 1), np.clip(v + dv, 0, camera.height - 1)
-            out[vv, uu] = cols
-    return out
-
-
 def overlay_msg(image_header, res, cam: int = 0):
-    """The ``~/overlay`` image (rgb8) of camera ``cam``."""
-    arr = overlay_array(res.images[cam], res.id_maps[cam], res.cloud.xyz, res.labels, res.cameras[cam],
-                        res.camera2lidar[cam])
+    """The ``~/overlay`` image (rgb8) of camera ``cam``: masks blended, LiDAR points projected (objects in colour)."""
+    arr = overlay(res.images[cam], res.id_maps[cam], res.cloud.xyz, res.labels, res.cameras[cam].K,
+                  res.camera2lidar[cam])
     return numpy_to_image(arr, "rgb8", image_header)
 
 

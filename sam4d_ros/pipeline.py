@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from sam4d_model.training.prompt_sim import project_points
 from sam4d_ros.image import CameraModel
 from sam4d_ros.pointcloud import CloudArrays
 from sam4d_ros.prompts import (
@@ -28,7 +29,6 @@ from sam4d_ros.prompts import (
     RemoveCommand,
     ResetCommand,
     compensate_ego_motion,
-    project_points,
 )
 
 EMBEDDED_CHECKPOINT = Path(__file__).resolve().parents[1] / "sam4d_model" / "weights" / "sam4d_tiny.safetensors"
@@ -256,7 +256,7 @@ class Pipeline:
         image_points, image_labels, image_box, cam = c.image_points, c.image_labels, c.image_box, c.camera
         if c.project_to_image and self.cfg.click_project_to_image and lidar_points is not None and cameras:
             for ci, (cm, T) in enumerate(zip(cameras, cam2lidar)):
-                uv, ok = project_points(lidar_points, T, cm.K, cm.width, cm.height)
+                uv, ok = project_points(lidar_points, cm.K, T, cm.width, cm.height)
                 if ok.any():
                     image_points, image_labels, cam = uv[ok].astype(np.float32), c.lidar_labels[ok], ci
                     break

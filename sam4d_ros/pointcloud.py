@@ -2,40 +2,27 @@
 # SPDX-License-Identifier: Apache-2.0
 """``sensor_msgs/PointCloud2`` <-> numpy for any field layout.
 
-The reading core is duck-typed: it only uses the attributes ``fields[i].name/offset/datatype/count``,
-``height``, ``width``, ``point_step``, ``row_step``, ``is_bigendian`` and ``data``, so it works the same on
-rclpy messages and on ``rosbags`` messages (``sam4d_model.data.rosbag_io`` can reuse it without ROS).
-
-Supported: x/y/z as float32 or float64 at any offset, padding between fields and at the end of points and
-rows, big- and little-endian data, organised (``height > 1``) and unorganised clouds, fields with
-``count > 1``. Building messages imports ``sensor_msgs`` lazily.
+Reading uses the message-library-independent core in :mod:`sam4d_model.data.msg_codec` (shared with the bag tools
+of ``sam4d_model.data.rosbag_io``): x/y/z as float32 or float64 at any offset, padding between fields and at the
+end of points and rows, big- and little-endian data, organised (``height > 1``) and unorganised clouds, fields with
+``count > 1``. Fields that cannot be read (unknown datatype, not fitting into the point) are skipped. Building
+messages imports ``sensor_msgs`` lazily.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-#: PointField datatype constant -> numpy type code (sensor_msgs/PointField).
-DATATYPES: Dict[int, str] = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
-#: numpy type code -> PointField datatype constant.
-DTYPE_TO_DATATYPE: Dict[str, int] = {v: k for k, v in DATATYPES.items()}
+from sam4d_model.data import msg_codec
+from sam4d_model.data.msg_codec import DTYPE_TO_POINTFIELD as DTYPE_TO_DATATYPE
+from sam4d_model.data.msg_codec import POINTFIELD_DATATYPES as DATATYPES
 
 
 class PointCloudError(ValueError):
     """A cloud that cannot be read: missing x/y/z, inconsistent sizes, unknown datatypes."""
-
-
-@dataclass
-class FieldSpec:
-    """One ``PointField``: name, byte offset in the point, datatype constant and element count."""
-
-    name: str
-    offset: int
-    datatype: int
-    count: int = 1
 
 
 @dataclass
@@ -57,64 +44,20 @@ class CloudArrays:
         return int(self.xyz.shape[0])
 
 
-def field_specs(msg) -> List[FieldSpec]:
-    """The fields of a PointCloud2 (rclpy or rosbags message) as :class:`FieldSpec`."""
-    return [FieldSpec(str(f.name), int(f.offset), int(f.datatype), max(int(f.count), 1)) for f in msg.fields]
-
-
-def structured_dtype(fields: Sequence[FieldSpec], point_step: int, big_endian: bool) -> np.dtype:
-    """A numpy structured dtype with one entry per field at its offset and ``itemsize == point_step``.
-
-    Fields with an unknown datatype, an empty or duplicate name, or that do not fit into the point are
-    skipped (they cannot be read, but they do not stop the others from being read).
-    """
-    order = ">" if big_endian else "<"
-    names, formats, offsets = [], [], []
-    for f in fields:
-        code = DATATYPES.get(f.datatype)
-        if code is None or not f.name or f.name in names:
-            continue
-        size = np.dtype(code).itemsize * f.count
-        if f.offset < 0 or f.offset + size > point_step:
-            continue
-        names.append(f.name)
-        formats.append((order + code, (f.count,)) if f.count > 1 else order + code)
-        offsets.append(f.offset)
-    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": int(point_step)})
-
-
 def cloud_point_rows(msg) -> np.ndarray:
     """The raw bytes of the cloud as ``(height * width, point_step)`` uint8, row padding removed."""
-    height, width = int(msg.height), int(msg.width)
-    point_step, row_step = int(msg.point_step), int(msg.row_step)
-    n = height * width
-    if n == 0:
-        return np.zeros((0, max(point_step, 0)), np.uint8)
-    if point_step <= 0:
-        raise PointCloudError(f"point_step is {point_step} for a cloud of {n} points")
-    if row_step < width * point_step:
-        if height == 1:
-            row_step = width * point_step  # common producer bug: row_step left at 0 for unorganised clouds
-        else:
-            raise PointCloudError(f"row_step {row_step} < width {width} * point_step {point_step}")
-    raw = np.frombuffer(msg.data, dtype=np.uint8)
-    need = (height - 1) * row_step + width * point_step
-    if raw.size < need:
-        raise PointCloudError(f"data has {raw.size} bytes, the header (height {height}, width {width}, "
-                              f"point_step {point_step}, row_step {row_step}) needs {need}")
-    if row_step == width * point_step:
-        return raw[: n * point_step].reshape(n, point_step)
-    rows = np.lib.stride_tricks.as_strided(raw, shape=(height, width * point_step), strides=(row_step, 1))
-    return np.ascontiguousarray(rows).reshape(n, point_step)
+    try:
+        return msg_codec.cloud_point_rows(msg)
+    except msg_codec.MessageDecodeError as exc:
+        raise PointCloudError(str(exc)) from None
 
 
 def cloud_to_structured(msg) -> np.ndarray:
     """The cloud as a ``(height * width,)`` structured array (a view on the message data when possible)."""
-    rows = cloud_point_rows(msg)
-    dtype = structured_dtype(field_specs(msg), int(msg.point_step), bool(msg.is_bigendian))
-    if rows.shape[0] == 0:
-        return np.zeros(0, dtype=dtype)
-    return rows.reshape(-1).view(dtype)
+    try:
+        return msg_codec.cloud_to_structured(msg)
+    except msg_codec.MessageDecodeError as exc:
+        raise PointCloudError(str(exc)) from None
 
 
 def read_cloud(msg, intensity_fields: Sequence[str] = ("intensity", "i", "reflectivity")) -> CloudArrays:
@@ -123,7 +66,7 @@ def read_cloud(msg, intensity_fields: Sequence[str] = ("intensity", "i", "reflec
     Raises :class:`PointCloudError` with a readable reason when x, y or z is missing or not numeric or
     when the sizes in the header do not match the data.
     """
-    specs = {f.name: f for f in field_specs(msg)}
+    specs = {str(f.name): f for f in msg.fields}
     missing = [c for c in "xyz" if c not in specs]
     if missing:
         raise PointCloudError(f"cloud has no field(s) {', '.join(missing)} (fields: {sorted(specs) or 'none'})")

@@ -319,19 +319,6 @@ def validate_prompt(msg, ctx: PromptContext) -> Tuple[Optional[PromptCommand], s
     return cmd, ""
 
 
-def project_points(points_lidar: np.ndarray, camera2lidar: np.ndarray, K: np.ndarray, width: int,
-                   height: int, min_depth: float = 0.1) -> Tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates ``(N, 2)`` of LiDAR points and a mask of those in front of the camera and in the image."""
-    lidar2cam = np.linalg.inv(camera2lidar)
-    p = points_lidar[:, :3].astype(np.float64) @ lidar2cam[:3, :3].T + lidar2cam[:3, 3]
-    z = p[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        uv = (p @ K.T)[:, :2] / z[:, None]
-    ok = (z > min_depth) & np.isfinite(uv).all(1)
-    ok &= (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
-    return uv, ok
-
-
 def compensate_ego_motion(points: np.ndarray, lidar2odom_from: np.ndarray, lidar2odom_to: np.ndarray) -> np.ndarray:
     """Move LiDAR-frame points from the sensor pose at one time into the sensor frame at another."""
     T = np.linalg.inv(lidar2odom_to) @ lidar2odom_from

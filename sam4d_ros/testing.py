@@ -10,6 +10,8 @@ real DDS. ``frame_messages`` turns a :class:`sam4d_model.types.Frame` into the s
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -89,6 +91,70 @@ def frame_messages(frame, ns: int, lidar_frame: str = "lidar", camera_frame: str
     tf = tf_message([transform_stamped(odom_frame, lidar_frame, frame.lidar2world, ns)])
     tf_static = tf_message([transform_stamped(lidar_frame, camera_frame, cam.camera2lidar, ns)])
     return {"cloud": cloud, "image": image, "info": info, "tf": tf, "tf_static": tf_static}
+
+
+#: Centres of the two point clusters of :func:`tiny_frame` (LiDAR frame, metres).
+TINY_CLUSTER_CENTRES = np.array([[6.5, -1.0, 0.5], [8.5, 1.5, 0.5]])
+
+
+def tiny_frame(num_points: int = 2000, width: int = 64, height: int = 48, seed: int = 0, index: int = 0):
+    """A small synthetic :class:`Frame` for soak tests and quick checks: two compact 1 m point clusters.
+
+    The clusters sit 6-9 m in front of the car (the camera looks along +x), so the model sees few voxels and the
+    image is tiny: a frame costs tens of milliseconds on one CPU core. Cluster centres are at
+    :data:`TINY_CLUSTER_CENTRES` (prompt there).
+    """
+    from sam4d_model.types import CameraFrame, Frame
+
+    rng = np.random.default_rng(seed)
+    half = num_points // 2
+    xyz = np.concatenate([rng.uniform(-0.5, 0.5, (half, 3)) + TINY_CLUSTER_CENTRES[0],
+                          rng.uniform(-0.5, 0.5, (num_points - half, 3)) + TINY_CLUSTER_CENTRES[1]])
+    pts = np.concatenate([xyz, rng.uniform(0, 1, (num_points, 1))], 1).astype(np.float32)
+    f = 0.8 * width
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], np.float64)
+    cam2lidar = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]], np.float64)  # optical -> x fwd
+    img = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Frame(points=pts, cameras=[CameraFrame(name="camera", image=img, intrinsics=K, camera2lidar=cam2lidar)],
+                 index=index)
+
+
+def micro_model_config(path, image_size: int = 64, base: str = "sam4d_tiny") -> Path:
+    """Write a copy of the ``base`` model config with a smaller image size (for ``checkpoint:=random`` tests)."""
+    import yaml
+
+    from sam4d_model.config import CONFIG_DIR
+
+    data = yaml.safe_load((CONFIG_DIR / f"{base}.yaml").read_text())
+    data["name"] = f"{base}_micro{image_size}"
+    data["image"]["image_size"] = int(image_size)
+    path = Path(path)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def node_process(params: Dict[str, Any], log_path) -> subprocess.Popen:
+    """Start the node as its own process (``python -m sam4d_ros.node``) with ``-p name:=value`` parameters.
+
+    Output goes to ``log_path``; this checkout comes first on ``PYTHONPATH``. Stop it with :func:`stop_process`.
+    """
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "-m", "sam4d_ros.node", "--ros-args"]
+    for k, v in params.items():
+        text = ("true" if v else "false") if isinstance(v, bool) else (str(v) if v != "" else "''")
+        cmd += ["-p", f"{k}:={text}"]
+    with open(log_path, "w") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_process(proc, timeout: float = 10.0) -> None:
+    """Terminate a process started by :func:`node_process`; kill it if it does not exit in ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 class RosHarness:
@@ -193,6 +259,36 @@ class RosHarness:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class SensorPublishers:
+    """Publishers for the node's default input topics on a :class:`RosHarness` (tests, soak, benchmarks)."""
+
+    def __init__(self, harness: RosHarness, timeout: float = 10.0):
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+        from tf2_msgs.msg import TFMessage
+
+        h = harness
+        self.cloud = h.publisher(PointCloud2, "/lidar/points", depth=5)
+        self.image = h.publisher(Image, "/camera/image_raw", depth=5)
+        self.info = h.publisher(CameraInfo, "/camera/camera_info")
+        self.tf = h.publisher(TFMessage, "/tf", depth=100)
+        self.tf_static = h.publisher(TFMessage, "/tf_static", latched=True, depth=10)
+        for pub in (self.cloud, self.image, self.info, self.tf, self.tf_static):
+            if not h.wait_matched(pub, timeout=timeout):
+                raise TimeoutError(f"nobody subscribed to {pub.topic_name} within {timeout} s")
+        self._static_sent = False
+
+    def send(self, messages: Dict[str, Any], image: bool = True) -> None:
+        """Publish the messages of :func:`frame_messages`: static TF once, then TF, CameraInfo, image, cloud."""
+        if not self._static_sent:
+            self.tf_static.publish(messages["tf_static"])
+            self._static_sent = True
+        self.tf.publish(messages["tf"])
+        self.info.publish(messages["info"])
+        if image:
+            self.image.publish(messages["image"])
+        self.cloud.publish(messages["cloud"])
 
 
 def labelled_points(msg) -> Tuple[np.ndarray, np.ndarray]:

@@ -239,3 +239,23 @@ def test_command_queue_order():
     q.put(pr.PromptCommand(obj_id=4))
     q.put(pr.ResetCommand())
     assert [type(c).__name__ for c in q.take_due(0)] == ["ResetCommand"]
+
+
+def test_bag_tools_decode_rclpy_messages_alike():
+    # one decoding core (sam4d_model.data.msg_codec) behind both the node and the bag tools
+    from sam4d_model.data import rosbag_io as rb
+
+    xyz = np.random.default_rng(3).normal(size=(12, 3)).astype(np.float32)
+    msg = _cloud(xyz, big=True, pad=5, organised=(3, 4), row_pad=3)
+    a, b = pc.cloud_to_structured(msg), rb.pointcloud2_to_array(msg)
+    assert a.dtype == b.dtype and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a.dtype.names)
+    depth = np.linspace(0, 5, 30).reshape(5, 6)
+    img = Image(height=5, width=6, encoding="64FC1", is_bigendian=1, step=6 * 8 + 4,
+                data=array.array("B", np.concatenate([depth.astype(">f8").view(np.uint8).reshape(5, 48),
+                                                      np.zeros((5, 4), np.uint8)], 1).tobytes()))
+    np.testing.assert_array_equal(im.image_to_numpy(img), depth)
+    np.testing.assert_array_equal(rb.image_from_msg(img, rgb=False), depth)
+    assert im.image_msg_to_rgb(img).shape == (5, 6, 3)
+    img.step = 10
+    with pytest.raises(im.ImageError, match="step 10"):
+        im.image_to_numpy(img)

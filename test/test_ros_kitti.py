@@ -16,11 +16,11 @@ pytest.importorskip("tf2_msgs.msg")
 from geometry_msgs.msg import PointStamped  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 
+from sam4d_model.training.prompt_sim import project_points  # noqa: E402
 from sam4d_ros.bag_replay import BagReplayer, bag_topics  # noqa: E402
 from sam4d_ros.image import image_to_numpy  # noqa: E402
 from sam4d_ros.pipeline import embedded_checkpoint  # noqa: E402
 from sam4d_ros.pointcloud import labels_from_cloud, read_cloud  # noqa: E402
-from sam4d_ros.prompts import project_points  # noqa: E402
 from sam4d_ros.srv import ListObjects  # noqa: E402
 from sam4d_ros.testing import RosHarness  # noqa: E402
 
@@ -94,7 +94,7 @@ def test_kitti_replay_and_click(kitti_dir, tmp_path):
         m = image_to_numpy(masks[-1][1])
         cm = node._camera_models[0]
         T = node.tf.lookup(click.header.frame_id, masks[-1][1].header.frame_id)  # camera -> LiDAR
-        uv, ok = project_points(click_pt[None], T, cm.K, cm.width, cm.height)
+        uv, ok = project_points(click_pt[None], cm.K, T, cm.width, cm.height)
         assert ok[0]
         u, v = uv[0].astype(int)
         assert (m[max(v - 5, 0):v + 6, max(u - 5, 0):u + 6] == 1).mean() > 0.5
