@@ -14,47 +14,10 @@ region boundary, for the image; the point nearest to the region's medoid, for Li
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 import cv2
 import numpy as np
-
-
-@dataclass
-class ImagePrompt:
-    """Clicks ``points`` (K, 2) pixel xy with ``labels`` (K,) 1 = positive, 0 = negative; optional box/mask."""
-
-    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
-    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
-    box: Optional[np.ndarray] = None
-    mask: Optional[np.ndarray] = None
-
-    def add(self, point, label: int) -> None:
-        self.points = np.concatenate([self.points, np.asarray(point, np.float32).reshape(1, 2)])
-        self.labels = np.concatenate([self.labels, np.asarray([label], np.int64)])
-
-    @property
-    def empty(self) -> bool:
-        return len(self.labels) == 0 and self.box is None and self.mask is None
-
-
-@dataclass
-class LidarPrompt:
-    """Clicks ``points`` (K, 3) xyz in the LiDAR frame with ``labels``; optional box (2, 3) min/max, mask (N,)."""
-
-    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
-    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
-    box: Optional[np.ndarray] = None
-    mask: Optional[np.ndarray] = None
-
-    def add(self, point, label: int) -> None:
-        self.points = np.concatenate([self.points, np.asarray(point, np.float32).reshape(1, 3)])
-        self.labels = np.concatenate([self.labels, np.asarray([label], np.int64)])
-
-    @property
-    def empty(self) -> bool:
-        return len(self.labels) == 0 and self.box is None and self.mask is None
 
 
 def _rng(rng) -> np.random.Generator:
