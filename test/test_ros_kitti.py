@@ -86,9 +86,15 @@ def test_kitti_replay_and_click(kitti_dir, tmp_path):
         assert list(lst.object_ids) == [1] and lst.frames_tracked[0] >= 1
         if not have_ckpt:
             pytest.skip("KITTI replay + click plumbing checked; mask content needs the embedded checkpoint")
-        # the first labelled frame after the click: the clicked neighbourhood is labelled, in cloud and image
+        # the last labelled frame: the clicked neighbourhood is labelled, in cloud and image. The ego moves about
+        # 1 m per frame, so the clicked point (static: a parked car) is carried into that cloud's LiDAR frame
+        # through odom with the TF the node received.
         ids, _ = labels_from_cloud(out[-1][1])
         xyz_last = read_cloud(out[-1][1]).xyz
+        lidar = out[0][1].header.frame_id
+        t_odom_l0 = node.tf.lookup("odom", lidar, out[0][1].header.stamp)
+        t_lk_odom = np.linalg.inv(node.tf.lookup("odom", lidar, out[-1][1].header.stamp))
+        click_pt = (t_lk_odom @ t_odom_l0 @ np.append(click_pt, 1.0))[:3]
         near = np.linalg.norm(xyz_last - click_pt, axis=1) < 0.5
         assert near.any() and (ids[near] == 1).mean() > 0.5
         m = image_to_numpy(masks[-1][1])
