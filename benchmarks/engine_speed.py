@@ -6,7 +6,7 @@ Renders a synthetic drive (default: 100 frames, 640x480 camera, 64x1024 LiDAR) i
 temporary folder, then runs the engine from disk with ground-truth masks (clean, then corrupted: 3 px boundary
 noise, 10 % missed frames, 5 % identity switches) and the single-frame baseline, and writes the labels.
 
-    python benchmarks/engine_speed.py [--frames 100] [--seed 1] [--scale full|small] [--keep DIR]
+    python benchmarks/engine_speed.py [--frames 100] [--seed 1] [--scale full|small] [--keep DIR] [--set KEY=VALUE]
 
 Stage 1 (masklets) is not timed: here it is ground truth; for SAM2 it is the video model's own speed.
 """
@@ -31,8 +31,8 @@ from sam4d_model.engine.writer import write_result  # noqa: E402
 STAGES = ("reconstruct", "associate", "fuse", "transfer", "write")
 
 
-def run(seq, root, out, source, name):
-    res = label_sequence(seq, source, EngineConfig(), progress=True, baseline=True, evaluate=True)
+def run(seq, root, out, source, name, cfg):
+    res = label_sequence(seq, source, cfg, progress=True, baseline=True, evaluate=True)
     write_result(res, out / name, {"benchmark": name}, seq_root=root, overwrite=True)
     n = len(res.frames)
     stages = sum(res.timings[k] for k in STAGES)
@@ -59,7 +59,13 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--scale", choices=["full", "small"], default="full")
     ap.add_argument("--keep", help="keep the rendered drive and outputs in this folder")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override an EngineConfig field (repeatable), e.g. --set dyn_grow_dist=0.35")
     args = ap.parse_args()
+    cfg = EngineConfig()
+    for kv in args.set:
+        key, _, val = kv.partition("=")
+        setattr(cfg, key, type(getattr(cfg, key))(val))
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="sam4d_engine_bench_"))
     try:
         root, out = work / "data", work / "out"
@@ -68,9 +74,9 @@ def main():
                                                                           drive_config(args.scale))
         print(f"drive {names[0]}: {args.frames} frames rendered in {time.perf_counter() - t0:.1f} s", flush=True)
         seq = read_sequence(root, names[0])
-        rows = [run(seq, root, out, GroundTruthSource(), "gt_masks"),
+        rows = [run(seq, root, out, GroundTruthSource(), "gt_masks", cfg),
                 run(seq, root, out, GroundTruthSource(CorruptionConfig(boundary_px=3, miss_rate=0.1,
-                                                                       switch_rate=0.05, seed=0)), "corrupted")]
+                                                                       switch_rate=0.05, seed=0)), "corrupted", cfg)]
         print("\ninput       IoU ours (covered / fov)   IoU single-frame baseline (covered / fov)   frames/hour 2-5")
         for r in rows:
             print(f"{r['input']:<11} {r['iou_ours_covered']:.3f} / {r['iou_ours_fov']:.3f}"

@@ -71,11 +71,34 @@ def test_moving_objects_are_kept_per_frame(drive):
     dyn[pe >= 0] = vmap.element_frame[pe[pe >= 0]] >= 0
     assert moving.sum() > 1000
     assert dyn[moving].mean() > 0.6  # most moving points are not smeared into the static map
-    assert dyn[~moving].mean() < 0.03  # and the static world stays static
+    assert dyn[gt == 0].mean() < 0.03  # and the static world stays static: background,
+    # Static objects mostly: dynamic growth takes sparsely hit points of parked cars and poles (18 % on this
+    # quarter-resolution drive), which then lose multi-frame accumulation, in exchange for more complete walking
+    # pedestrians: a net IoU gain on the 100-frame benchmark drives (NOTES.md).
+    assert dyn[(gt > 0) & ~moving].mean() < 0.25
     # dynamic elements belong to exactly one frame
     for t in (0, FRAMES // 2):
         e = vmap.dynamic_elements(t)
         assert np.all(vmap.element_frame[e] == t)
+
+
+def test_dynamic_growth_catches_missed_pedestrian_parts(drive):
+    frames = [drive.frame(t) for t in range(FRAMES)]
+    labels = [drive.labels(t) for t in range(FRAMES)]
+    gt = np.concatenate([lab.point_instance for lab in labels])
+    ped = np.isin(gt, moving_object_ids(SEED, FRAMES, drive_config())) & (
+        np.concatenate([lab.point_class for lab in labels]) == 3)
+    dyn = {}
+    for grow in (0.0, EngineConfig().dyn_grow_dist):
+        vmap = build_voxel_map([f.points for f in frames], [f.lidar2world for f in frames],
+                               EngineConfig(dyn_grow_dist=grow))
+        pe = vmap.point_element
+        dyn[grow] = np.zeros(len(pe), bool)
+        dyn[grow][pe >= 0] = vmap.element_frame[pe[pe >= 0]] >= 0
+    assert ped.sum() > 100
+    grow = EngineConfig().dyn_grow_dist
+    assert grow > 0
+    assert dyn[grow][ped].mean() > dyn[0.0][ped].mean() + 0.05  # walking pedestrians smear less
 
 
 def test_zbuffer_labels_first_surface_only():

@@ -31,6 +31,10 @@ class EngineConfig:
     dyn_ratio: float = 0.5  # and through >= ratio * frames in which the voxel was occupied
     dyn_confirm_ratio: float = 0.5  # and through >= ratio * frames that saw a surface at the voxel's range
     dyn_frame_step: int = 1
+    dyn_grow_dist: float = 0.35  # grow dynamic voxels into touching (this close) non-ground voxels (0 = off) ...
+    dyn_grow_max_occ: int = 6  # ... occupied in at most this many frames and in <= 1/4 of the frames that saw a
+    #                            surface at their range ...
+    dyn_grow_frames: int = 2  # ... touching dynamic voxels of their frame or up to this many frames before / after
     # ground (for the ground rule set and ground leak suppression)
     ground_cell: float = 1.0
     ground_window: int = 5  # cells (odd): min filter of the per-cell low height

@@ -6,8 +6,10 @@ All sweeps are moved into the world frame (``lidar2world`` of each frame; coordi
 frame's position to keep float32 precise) and voxelised. Each voxel is tested for motion with a *seen-through* test:
 every other sweep, as a spherical range image, is asked whether it saw beyond the voxel (range clearly larger on all
 neighbouring bins); a voxel seen through in several sweeps (and more often than it was occupied) held something that
-moved. Static voxels become one map *element* each (accumulating all frames); dynamic voxels are kept per frame (one
-element per ``(voxel, frame)``), so moving objects do not smear over the map and only occlude in their own frame.
+moved. Dynamic voxels then grow (``dyn_grow_dist`` > 0) into the short-lived voxels they touch at about the same time (parts of moving objects
+the test misses, e.g. legs with the ground right behind them). Static voxels become one map *element* each
+(accumulating all frames); dynamic voxels are kept per frame (one element per ``(voxel, frame)``), so moving objects
+do not smear over the map and only occlude in their own frame.
 
 For each element the map keeps its centroid, the frame (``-1`` = static), its points (CSR ``(frame, point index)``)
 and a ground flag (height above a local ground estimate).
@@ -22,6 +24,9 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from .config import EngineConfig
 
@@ -187,6 +192,32 @@ def _ground_flags(xyz: np.ndarray, cfg: EngineConfig) -> np.ndarray:
     return xyz[:, 2] - grid.reshape(-1)[flat] < cfg.ground_height
 
 
+def _grow_dynamic(vxyz: np.ndarray, dyn: np.ndarray, n_occ: np.ndarray, n_confirm: np.ndarray,
+                  frame_voxels: List[np.ndarray], cfg: EngineConfig) -> np.ndarray:
+    """Voxels of moving objects that the seen-through test missed (legs in front of the ground, the body of a slow
+    walker, which keeps hiding its own voxels): non-ground voxels occupied in at most ``dyn_grow_max_occ`` frames, and
+    in at most a quarter of the frames that confirmed a surface at their range, that, in one of them, connect to a
+    dynamic voxel occupied within ``dyn_grow_frames`` frames of it (links up to ``dyn_grow_dist``, also through other
+    such voxels). ``frame_voxels[t]`` are the voxels occupied in frame ``t``.
+    """
+    cand = ~dyn & (n_occ <= cfg.dyn_grow_max_occ) & (n_confirm >= 4 * n_occ) & ~_ground_flags(vxyz, cfg)
+    grown = np.zeros(len(dyn), bool)
+    g = cfg.dyn_grow_frames
+    for t, v in enumerate(frame_voxels):
+        near = np.concatenate(frame_voxels[max(0, t - g):t + g + 1])
+        seeds, c = np.unique(near[dyn[near]]), v[cand[v]]
+        if len(seeds) == 0 or len(c) == 0:
+            continue
+        n = len(seeds) + len(c)
+        pairs = cKDTree(vxyz[np.concatenate([seeds, c])]).query_pairs(cfg.dyn_grow_dist, output_type="ndarray")
+        _, lab = connected_components(coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])),
+                                                 shape=(n, n)), directed=False)
+        moving = np.zeros(n, bool)
+        moving[lab[:len(seeds)]] = True
+        grown[c[moving[lab[len(seeds):]]]] = True
+    return grown
+
+
 def build_voxel_map(sweeps: List[np.ndarray], poses: List[np.ndarray], cfg: EngineConfig) -> VoxelMap:
     """Build the map from per-frame LiDAR-frame points ``(N_t, >=3)`` and ``lidar2world`` poses (4x4)."""
     t_n = len(sweeps)
@@ -254,6 +285,9 @@ def build_voxel_map(sweeps: List[np.ndarray], poses: List[np.ndarray], cfg: Engi
             n_confirm[cand[inr & ~through & (val >= 2 * r - thr)]] += 1
         dyn = ((n_through >= cfg.dyn_min_through) & (n_through >= cfg.dyn_ratio * n_occ)
                & (n_through >= cfg.dyn_confirm_ratio * n_confirm))
+        if cfg.dyn_grow_dist > 0:
+            frame_voxels = [occ_vox[occ_by_frame[occ_off[t]:occ_off[t + 1]]] for t in range(t_n)]
+            dyn |= _grow_dynamic(vxyz, dyn, n_occ, n_confirm, frame_voxels, cfg)
 
     # elements: static voxels, then dynamic (voxel, frame) pairs sorted by frame
     static_ids = np.flatnonzero(~dyn)
