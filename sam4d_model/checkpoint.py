@@ -82,6 +82,19 @@ def check_state_dict(model: torch.nn.Module, sd: Dict[str, torch.Tensor]) -> Non
                               + fmt("unexpected keys", unexpected) + fmt("shape mismatches", mismatched))
 
 
+#: Options added after checkpoints had been written, with the behaviour those checkpoints were trained with:
+#: a stored config without the key means that value (new configs store every key).
+_LEGACY_DEFAULTS = {("umpe", "mlp_layernorm"): False, ("lidar", "token_norm"): False,
+                    ("decoder", "point_interp"): "nearest"}
+
+
+def _with_legacy_defaults(cfg: dict) -> dict:
+    cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items()}
+    for (section, key), value in _LEGACY_DEFAULTS.items():
+        cfg.setdefault(section, {}).setdefault(key, value)
+    return cfg
+
+
 def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
                     config: Optional[Union[str, SAM4DConfig, dict]] = None) -> Tuple[SAM4D, SAM4DConfig]:
     """Load a checkpoint written by :func:`save_checkpoint`; returns ``(model in eval mode, cfg)``.
@@ -95,9 +108,10 @@ def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
     if config is not None:
         cfg = load_config(config)
     elif cfg_dict is not None:
-        cfg = config_from_dict(cfg_dict)
+        cfg = config_from_dict(_with_legacy_defaults(cfg_dict))
     elif Path(str(path) + ".yaml").is_file():
-        cfg = load_config(str(path) + ".yaml")
+        with open(str(path) + ".yaml", encoding="utf-8") as f:
+            cfg = config_from_dict(_with_legacy_defaults(yaml.safe_load(f)))
     else:
         raise CheckpointError(f"{path}: no config in the file and no {path}.yaml beside it; pass config=")
     model = build_sam4d(cfg)

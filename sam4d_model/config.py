@@ -48,6 +48,8 @@ class LidarEncoderConfig:
     decoder_channels: List[int] = field(default_factory=lambda: [256, 128])
     decoder_blocks: List[int] = field(default_factory=lambda: [2, 2])
     max_range: float = 200.0
+    #: LayerNorm on the stride-16 LiDAR tokens (puts them on the scale of the positional encoding).
+    token_norm: bool = True
 
 
 @dataclass
@@ -59,6 +61,9 @@ class UMPEConfig:
     depth_step: float = 0.6
     fourier_scale: float = 1.0
     fourier_coord_scale: float = 0.1
+    #: LayerNorm on the shared 3D MLP's output (the official code's ``add_layernorm`` option): the MLP sees raw
+    #: metres, so without it the 3D term is ~10x the norm of the features and drowns them in attention.
+    mlp_layernorm: bool = True
 
 
 @dataclass
@@ -97,6 +102,9 @@ class DecoderConfig:
     multimask_output_in_sam: bool = True
     multimask_output_for_tracking: bool = True
     multimask_max_pt_num: int = 1
+    #: LiDAR voxel-to-point interpolation of the stride-4 mask logits: ``trilinear`` (8 neighbouring voxels, as the
+    #: paper's sparse decoder) or ``nearest`` (the point's own voxel).
+    point_interp: str = "trilinear"
 
 
 @dataclass

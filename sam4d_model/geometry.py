@@ -10,8 +10,8 @@ the returned per-point masks, which always have the ORIGINAL length ``N``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -90,6 +90,7 @@ class VoxelPyramid:
     voxel_size: float
     spatial_shape: List[int]
     levels: List[VoxelLevel]
+    _interp: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     @property
     def num_points(self) -> int:
@@ -103,6 +104,42 @@ class VoxelPyramid:
     def num_voxels(self, stride: int) -> int:
         """Number of non-empty voxels at a stride."""
         return int(self.level(stride).coords.shape[0])
+
+    def trilinear(self, stride: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Voxel-to-point interpolation at ``stride``: ``(idx, w)``, both ``(M, 8)``.
+
+        For every kept point, the 8 voxel centres around it (the point's own voxel is always one of them) with
+        trilinear weights; corners whose voxel is empty get weight 0 and the rest are renormalised, so a value
+        per point is ``(values[idx] * w).sum(-1)``.
+        """
+        if stride in self._interp:
+            return self._interp[stride]
+        lv = self.level(stride)
+        size = self.voxel_size * stride
+        shp = [x // stride for x in self.spatial_shape]
+        g = (self.xyz.double() - self.origin.double()) / size - 0.5  # position in voxel-centre units
+        lo = torch.floor(g).long()
+        frac = (g - lo).float()
+        idx, w = [], []
+        for dx in (0, 1):
+            for dy in (0, 1):
+                for dz in (0, 1):
+                    c = lo + torch.tensor([dx, dy, dz], device=lo.device)
+                    inside = ((c >= 0) & (c < torch.tensor(shp, device=lo.device))).all(1)
+                    key = _keys(c.clamp(min=0), shp)
+                    pos = torch.searchsorted(lv.keys, key).clamp(max=lv.keys.numel() - 1)
+                    hit = inside & (lv.keys[pos] == key)
+                    wx = frac[:, 0] if dx else 1 - frac[:, 0]
+                    wy = frac[:, 1] if dy else 1 - frac[:, 1]
+                    wz = frac[:, 2] if dz else 1 - frac[:, 2]
+                    idx.append(torch.where(hit, pos, lv.point2vox))
+                    w.append(torch.where(hit, wx * wy * wz, torch.zeros_like(wx)))
+        idx_t, w_t = torch.stack(idx, 1), torch.stack(w, 1)
+        # The own voxel is a corner, so the sum is > 0 except at exact far faces; keep it well defined there too.
+        own = idx_t == lv.point2vox[:, None]
+        w_t = w_t + own.float() * 1e-6
+        self._interp[stride] = (idx_t, w_t / w_t.sum(1, keepdim=True))
+        return self._interp[stride]
 
 
 def _keys(coords: torch.Tensor, shape: List[int]) -> torch.Tensor:

@@ -156,3 +156,31 @@ def test_ego_motion_compensation(model, use_ego):
                 assert err > 0.5 and err_rays > 0.5
     finally:
         model.use_ego_motion = True
+
+
+def test_trilinear_voxel_to_point_reproduces_linear_fields():
+    """Stride-4 voxel-to-point interpolation: convex weights that include the point's own voxel, and exact on a
+    linear function of the voxel centres inside a fully occupied block (away from its border)."""
+    rng = np.random.default_rng(0)
+    # A dense 6 m cube of points (occupies every 0.6 m stride-4 voxel) plus a few isolated far points.
+    dense = rng.uniform(0.0, 6.0, size=(40000, 3))
+    far = np.array([[30.0, 1.0, 1.0], [-20.0, 5.0, 2.0]])
+    pyr = build_voxel_pyramid(np.concatenate([dense, far]).astype(np.float32), 0.15)
+    idx, w = pyr.trilinear(4)
+    l4 = pyr.level(4)
+    assert idx.shape == w.shape == (pyr.num_points, 8)
+    assert bool((w >= 0).all()) and torch.allclose(w.sum(1), torch.ones(pyr.num_points), atol=1e-5)
+    assert bool((idx == l4.point2vox[:, None]).any(1).all())
+    # Isolated points have no occupied neighbours: all weight on their own voxel.
+    assert torch.allclose(w[-2:][idx[-2:] == l4.point2vox[-2:, None]].view(2, -1).sum(1), torch.ones(2))
+    size = 0.15 * 4
+    centres = (l4.coords.double() + 0.5) * size + pyr.origin.double()
+    a, b = torch.tensor([0.7, -1.3, 2.1], dtype=torch.float64), 0.4
+    field = centres @ a + b
+    interp = (field[idx] * w.double()).sum(1)
+    inner = ((pyr.xyz.double() > 1.0) & (pyr.xyz.double() < 5.0)).all(1)
+    expected = pyr.xyz.double() @ a + b
+    assert torch.allclose(interp[inner], expected[inner], atol=1e-4)
+    # Nearest-voxel lookup is off by up to half a voxel: the interpolation is really used.
+    nearest = field[l4.point2vox]
+    assert float((nearest[inner] - expected[inner]).abs().max()) > 0.3

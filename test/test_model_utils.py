@@ -59,3 +59,31 @@ def test_small_config_builds_with_paper_sizes():
     assert m.image_encoder.trunk.channel_list == [768, 384, 192, 96]
     assert 30e6 < count_parameters(m) < 200e6
     assert torch.is_tensor(m.img_maskmem_tpos_enc) and m.img_maskmem_tpos_enc.shape[0] == 7
+
+
+def test_checkpoints_without_newer_options_load_with_the_behaviour_they_were_trained_with(tmp_path):
+    """A stored config that predates an option means its old behaviour; a new config stores every option."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from sam4d_model.checkpoint import load_checkpoint, save_checkpoint
+    from sam4d_model.modeling import build_sam4d
+
+    cfg = load_config("sam4d_tiny")
+    cfg.umpe.mlp_layernorm, cfg.lidar.token_norm, cfg.decoder.point_interp = False, False, "nearest"
+    path = save_checkpoint(build_sam4d(cfg), tmp_path / "old.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        sd = {k: f.get_tensor(k) for k in f.keys()}
+    old = json.loads(meta["sam4d_config"])
+    del old["umpe"]["mlp_layernorm"], old["lidar"]["token_norm"], old["decoder"]["point_interp"]
+    save_file(sd, str(path), metadata={**meta, "sam4d_config": json.dumps(old)})
+    _, loaded = load_checkpoint(path)
+    assert (loaded.umpe.mlp_layernorm, loaded.lidar.token_norm, loaded.decoder.point_interp) == (
+        False, False, "nearest")
+    new = load_config("sam4d_tiny")
+    _, again = load_checkpoint(save_checkpoint(build_sam4d(new), tmp_path / "new.safetensors"))
+    assert (again.umpe.mlp_layernorm, again.lidar.token_norm, again.decoder.point_interp) == (
+        True, True, "trilinear")

@@ -6,10 +6,10 @@ All sweeps are moved into the world frame (``lidar2world`` of each frame; coordi
 frame's position to keep float32 precise) and voxelised. Each voxel is tested for motion with a *seen-through* test:
 every other sweep, as a spherical range image, is asked whether it saw beyond the voxel (range clearly larger on all
 neighbouring bins); a voxel seen through in several sweeps (and more often than it was occupied) held something that
-moved. Dynamic voxels then grow (``dyn_grow_dist`` > 0) into the short-lived voxels they touch at about the same time (parts of moving objects
-the test misses, e.g. legs with the ground right behind them). Static voxels become one map *element* each
-(accumulating all frames); dynamic voxels are kept per frame (one element per ``(voxel, frame)``), so moving objects
-do not smear over the map and only occlude in their own frame.
+moved. Dynamic voxels then grow (``dyn_grow_dist`` > 0) into the short-lived voxels they touch at about the same
+time (parts of moving objects the test misses, e.g. legs with the ground right behind them). Static voxels become one
+map *element* each (accumulating all frames); dynamic voxels are kept per frame (one element per ``(voxel, frame)``),
+so moving objects do not smear over the map and only occlude in their own frame.
 
 For each element the map keeps its centroid, the frame (``-1`` = static), its points (CSR ``(frame, point index)``)
 and a ground flag (height above a local ground estimate).

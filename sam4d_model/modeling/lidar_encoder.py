@@ -137,6 +137,7 @@ class SAM4DLidarEncoder(nn.Module):
         self.backbone = MinkUNet(3 + lc.num_point_features, lc.stem_channels, list(lc.encoder_channels),
                                  list(lc.encoder_blocks), list(lc.decoder_channels), list(lc.decoder_blocks))
         self.token_proj = nn.Linear(lc.encoder_channels[3], d)
+        self.token_norm = nn.LayerNorm(d) if lc.token_norm else nn.Identity()
         self.proj_s8 = nn.Linear(lc.decoder_channels[0], d // 4)
         self.proj_s4 = nn.Linear(lc.decoder_channels[1], d // 8)
         self.d = d
@@ -162,7 +163,7 @@ class SAM4DLidarEncoder(nn.Module):
                 x = spconv.SparseConvTensor(vf.float(), idx, pyr.spatial_shape, 1)
                 outs = self.backbone(x)
                 f16, f8, f4 = (_reorder(outs[k], pyr, k) for k in (16, 8, 4))
-            tokens = self.token_proj(f16)
+            tokens = self.token_norm(self.token_proj(f16))
             s8 = self.proj_s8(f8)
             s4 = self.proj_s4(f4)
             l16 = pyr.level(16)

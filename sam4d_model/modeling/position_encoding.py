@@ -39,7 +39,10 @@ class UMPE(nn.Module):
         self.sine = PositionEmbeddingSine(num_pos_feats=d, warmup_cache=False)
         self.register_buffer("fourier_matrix", u.fourier_scale * torch.randn(3, d // 2))
         self.fourier_coord_scale = u.fourier_coord_scale
-        self.mlp = nn.Sequential(nn.Linear(self.num_depths * 3, 4 * d), nn.ReLU(inplace=True), nn.Linear(4 * d, d))
+        layers = [nn.Linear(self.num_depths * 3, 4 * d), nn.ReLU(inplace=True), nn.Linear(4 * d, d)]
+        if u.mlp_layernorm:
+            layers.append(nn.LayerNorm(d))
+        self.mlp = nn.Sequential(*layers)
 
     # ---- 2D / Fourier parts -------------------------------------------------------------------------------
     def image_dense_2d(self, h: int, w: int, device: torch.device) -> torch.Tensor:
@@ -89,7 +92,9 @@ class UMPE(nn.Module):
         l0 = self.mlp[0]
         w = l0.weight.view(l0.weight.shape[0], self.num_depths, 3).sum(1)
         h = torch.relu(xyz.to(w.dtype) @ w.T + l0.bias)
-        return self.mlp[2](h)
+        for layer in self.mlp[2:]:
+            h = layer(h)
+        return h
 
     def image_token_uv(self, h: int, w: int, device: torch.device) -> torch.Tensor:
         """Model-input pixel centres ``(h*w, 2)`` of stride-16 tokens."""

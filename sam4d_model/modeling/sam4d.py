@@ -389,49 +389,53 @@ class SAM4D(nn.Module):
                 toks, poss = [self.no_mem_embed[0]], [self.no_mem_pos_enc[0]]
             per_obj.append((torch.cat(toks, 0), torch.cat(poss, 0), len(ents) > 0 and len(toks) > 0))
         has_mem = [bool(len(self.select_memory(e, feats.frame_idx, num_past))) for e in memories]
+        # Objects with the same number of memory tokens are attended as one batch. Objects without memory all see
+        # the same inputs (the no-memory token and the current frame), so they are computed once and broadcast.
         groups: Dict[int, List[int]] = {}
         for i, (t, _, _) in enumerate(per_obj):
-            groups.setdefault(t.shape[0], []).append(i)
+            groups.setdefault(t.shape[0] if has_mem[i] else -1, []).append(i)
         if feats.has_image:
             c, n, d = feats.img_tokens.shape
             img_out = feats.img_tokens.new_zeros((o, c, n, d))
             cross = None
             if feats.has_lidar:
                 cross = (feats.pts_tokens, feats.pts_pos + self.cross_modal_embed[0])
-            for idxs in groups.values():
-                if cross is None and not any(has_mem[i] for i in idxs):
+            for key, idxs in groups.items():
+                if cross is None and key < 0:
                     img_out[idxs] = feats.img_tokens.unsqueeze(0) + self.no_mem_embed
                     continue
-                mem = torch.stack([per_obj[i][0] for i in idxs], 0)
-                mpos = torch.stack([per_obj[i][1] for i in idxs], 0)
+                run = idxs[:1] if key < 0 else idxs
+                mem = torch.stack([per_obj[i][0] for i in run], 0)
+                mpos = torch.stack([per_obj[i][1] for i in run], 0)
                 if cross is not None:
-                    mem = torch.cat([mem, cross[0].unsqueeze(0).expand(len(idxs), -1, -1)], 1)
-                    mpos = torch.cat([mpos, cross[1].unsqueeze(0).expand(len(idxs), -1, -1)], 1)
-                b = len(idxs)
+                    mem = torch.cat([mem, cross[0].unsqueeze(0).expand(len(run), -1, -1)], 1)
+                    mpos = torch.cat([mpos, cross[1].unsqueeze(0).expand(len(run), -1, -1)], 1)
+                b = len(run)
                 q = feats.img_tokens.unsqueeze(0).expand(b, -1, -1, -1).reshape(b * c, n, d)
                 qp = feats.img_pos.unsqueeze(0).expand(b, -1, -1, -1).reshape(b * c, n, d)
                 m = mem.unsqueeze(1).expand(-1, c, -1, -1).reshape(b * c, mem.shape[1], d)
                 mp = mpos.unsqueeze(1).expand(-1, c, -1, -1).reshape(b * c, mem.shape[1], d)
-                img_out[idxs] = self._attend(q, qp, m, mp).view(b, c, n, d)
+                img_out[idxs] = self._attend(q, qp, m, mp).view(b, c, n, d).expand(len(idxs), -1, -1, -1)
         if feats.has_lidar:
             t, d = feats.pts_tokens.shape
             pts_out = feats.pts_tokens.new_zeros((o, t, d))
             cross = None
             if feats.has_image:
                 cross = (feats.img_tokens.reshape(-1, d), (feats.img_pos + self.cross_modal_embed[1]).reshape(-1, d))
-            for idxs in groups.values():
-                if cross is None and not any(has_mem[i] for i in idxs):
+            for key, idxs in groups.items():
+                if cross is None and key < 0:
                     pts_out[idxs] = feats.pts_tokens.unsqueeze(0) + self.no_mem_embed[0]
                     continue
-                b = len(idxs)
-                mem = torch.stack([per_obj[i][0] for i in idxs], 0)
-                mpos = torch.stack([per_obj[i][1] for i in idxs], 0)
+                run = idxs[:1] if key < 0 else idxs
+                b = len(run)
+                mem = torch.stack([per_obj[i][0] for i in run], 0)
+                mpos = torch.stack([per_obj[i][1] for i in run], 0)
                 if cross is not None:
                     mem = torch.cat([mem, cross[0].unsqueeze(0).expand(b, -1, -1)], 1)
                     mpos = torch.cat([mpos, cross[1].unsqueeze(0).expand(b, -1, -1)], 1)
                 q = feats.pts_tokens.unsqueeze(0).expand(b, -1, -1)
                 qp = feats.pts_pos.unsqueeze(0).expand(b, -1, -1)
-                pts_out[idxs] = self._attend(q, qp, mem, mpos)
+                pts_out[idxs] = self._attend(q, qp, mem, mpos).expand(len(idxs), -1, -1)
         return img_out, pts_out
 
     # ------------------------------------------------------------------------------------------------- prompts

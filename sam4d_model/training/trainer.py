@@ -67,6 +67,7 @@ class TrainConfig:
     prob_correct: float = 0.5
     lidar_yaw_aug: float = math.pi
     image_encoder: str = "train"  # train | freeze | lora
+    trainable: str = ""  # comma-separated parameter-name prefixes: train only these (e.g. a head), freeze the rest
     lora_rank: int = 4
     loss_weights: Dict[str, float] = field(default_factory=lambda: {
         "weight_focal": 20.0, "weight_dice": 1.0, "weight_iou": 1.0, "weight_obj": 1.0,
@@ -309,7 +310,9 @@ class ClipLoss(nn.Module):
                                 st.pts_pts.append(c[0])
                                 st.pts_lab.append(c[1])
                         prompts[j] = st.build(model, feats, frame)
-                out = model(feats, memories, prompts, store_memory=(r == rounds - 1))
+                # The clip's last frame is never attended to: its memory is not encoded.
+                last_round = r == rounds - 1 and t < len(plan.frames) - 1
+                out = model(feats, memories, prompts, store_memory=last_round)
                 terms = sam4d_loss(out, img_t, pts_t, **cfg.loss_weights)
                 total = terms["total"] if total is None else total + terms["total"]
                 n_terms += 1
@@ -373,6 +376,14 @@ def build_model_for_training(cfg: TrainConfig) -> SAM4D:
         add_lora(model.image_encoder, rank=cfg.lora_rank)
     elif cfg.image_encoder != "train":
         raise ValueError(f"image_encoder must be train, freeze or lora, got {cfg.image_encoder!r}")
+    prefixes = tuple(p.strip() for p in cfg.trainable.split(",") if p.strip())
+    if prefixes:
+        names = [n for n, _ in model.named_parameters()]
+        unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+        if unknown:
+            raise ValueError(f"trainable: no parameter starts with {unknown}")
+        for n, p in model.named_parameters():
+            p.requires_grad_(n.startswith(prefixes))
     return model
 
 
