@@ -65,7 +65,8 @@ def main():
     cfg = EngineConfig()
     for kv in args.set:
         key, _, val = kv.partition("=")
-        setattr(cfg, key, type(getattr(cfg, key))(val))
+        typ = type(getattr(cfg, key))
+        setattr(cfg, key, val.lower() in ("1", "true", "yes") if typ is bool else typ(val))
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="sam4d_engine_bench_"))
     try:
         root, out = work / "data", work / "out"

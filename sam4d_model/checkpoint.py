@@ -105,13 +105,14 @@ def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     sd, cfg_dict = _read(path)
+    side = Path(str(path) + ".yaml")
+    if config is None and cfg_dict is None and side.is_file():
+        with open(side, encoding="utf-8") as f:
+            cfg_dict = yaml.safe_load(f)
     if config is not None:
         cfg = load_config(config)
     elif cfg_dict is not None:
         cfg = config_from_dict(_with_legacy_defaults(cfg_dict))
-    elif Path(str(path) + ".yaml").is_file():
-        with open(str(path) + ".yaml", encoding="utf-8") as f:
-            cfg = config_from_dict(_with_legacy_defaults(yaml.safe_load(f)))
     else:
         raise CheckpointError(f"{path}: no config in the file and no {path}.yaml beside it; pass config=")
     model = build_sam4d(cfg)

@@ -120,12 +120,13 @@ class VoxelPyramid:
         g = (self.xyz.double() - self.origin.double()) / size - 0.5  # position in voxel-centre units
         lo = torch.floor(g).long()
         frac = (g - lo).float()
+        upper = torch.tensor(shp, device=lo.device)
         idx, w = [], []
         for dx in (0, 1):
             for dy in (0, 1):
                 for dz in (0, 1):
                     c = lo + torch.tensor([dx, dy, dz], device=lo.device)
-                    inside = ((c >= 0) & (c < torch.tensor(shp, device=lo.device))).all(1)
+                    inside = ((c >= 0) & (c < upper)).all(1)
                     key = _keys(c.clamp(min=0), shp)
                     pos = torch.searchsorted(lv.keys, key).clamp(max=lv.keys.numel() - 1)
                     hit = inside & (lv.keys[pos] == key)

@@ -61,14 +61,20 @@ def test_corrupted_masks_beat_single_frame_baseline(drive):
     assert res.metrics["ours"]["fov"]["mean_iou"] > res.metrics["baseline"]["fov"]["mean_iou"]
 
 
+def _dynamic_points(vmap):
+    """Per map point (all frames): whether it lies in a dynamic (per-frame) element."""
+    pe = vmap.point_element
+    dyn = np.zeros(len(pe), bool)
+    dyn[pe >= 0] = vmap.element_frame[pe[pe >= 0]] >= 0
+    return dyn
+
+
 def test_moving_objects_are_kept_per_frame(drive):
     frames = [drive.frame(t) for t in range(FRAMES)]
     vmap = build_voxel_map([f.points for f in frames], [f.lidar2world for f in frames], EngineConfig())
     gt = np.concatenate([drive.labels(t).point_instance for t in range(FRAMES)])
     moving = np.isin(gt, moving_object_ids(SEED, FRAMES, drive_config()))
-    pe = vmap.point_element
-    dyn = np.zeros(len(pe), bool)
-    dyn[pe >= 0] = vmap.element_frame[pe[pe >= 0]] >= 0
+    dyn = _dynamic_points(vmap)
     assert moving.sum() > 1000
     assert dyn[moving].mean() > 0.6  # most moving points are not smeared into the static map
     assert dyn[gt == 0].mean() < 0.03  # and the static world stays static: background,
@@ -88,16 +94,14 @@ def test_dynamic_growth_catches_missed_pedestrian_parts(drive):
     gt = np.concatenate([lab.point_instance for lab in labels])
     ped = np.isin(gt, moving_object_ids(SEED, FRAMES, drive_config())) & (
         np.concatenate([lab.point_class for lab in labels]) == 3)
-    dyn = {}
-    for grow in (0.0, EngineConfig().dyn_grow_dist):
-        vmap = build_voxel_map([f.points for f in frames], [f.lidar2world for f in frames],
-                               EngineConfig(dyn_grow_dist=grow))
-        pe = vmap.point_element
-        dyn[grow] = np.zeros(len(pe), bool)
-        dyn[grow][pe >= 0] = vmap.element_frame[pe[pe >= 0]] >= 0
-    assert ped.sum() > 100
     grow = EngineConfig().dyn_grow_dist
     assert grow > 0
+    dyn = {}
+    for g in (0.0, grow):
+        vmap = build_voxel_map([f.points for f in frames], [f.lidar2world for f in frames],
+                               EngineConfig(dyn_grow_dist=g))
+        dyn[g] = _dynamic_points(vmap)
+    assert ped.sum() > 100
     assert dyn[grow][ped].mean() > dyn[0.0][ped].mean() + 0.05  # walking pedestrians smear less
 
 

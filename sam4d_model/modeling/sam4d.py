@@ -382,17 +382,18 @@ class SAM4D(nn.Module):
         o = len(memories)
         img_out = pts_out = None
         cache: Dict = {}
-        per_obj = []
+        per_obj, has_mem = [], []
         for ents in memories:
-            toks, poss = self._memory_tokens(feats, self.select_memory(ents, feats.frame_idx, num_past), cache)
+            selected = self.select_memory(ents, feats.frame_idx, num_past)
+            toks, poss = self._memory_tokens(feats, selected, cache)
             if not toks:
                 toks, poss = [self.no_mem_embed[0]], [self.no_mem_pos_enc[0]]
-            per_obj.append((torch.cat(toks, 0), torch.cat(poss, 0), len(ents) > 0 and len(toks) > 0))
-        has_mem = [bool(len(self.select_memory(e, feats.frame_idx, num_past))) for e in memories]
+            per_obj.append((torch.cat(toks, 0), torch.cat(poss, 0)))
+            has_mem.append(bool(selected))
         # Objects with the same number of memory tokens are attended as one batch. Objects without memory all see
         # the same inputs (the no-memory token and the current frame), so they are computed once and broadcast.
         groups: Dict[int, List[int]] = {}
-        for i, (t, _, _) in enumerate(per_obj):
+        for i, (t, _) in enumerate(per_obj):
             groups.setdefault(t.shape[0] if has_mem[i] else -1, []).append(i)
         if feats.has_image:
             c, n, d = feats.img_tokens.shape

@@ -310,9 +310,9 @@ class ClipLoss(nn.Module):
                                 st.pts_pts.append(c[0])
                                 st.pts_lab.append(c[1])
                         prompts[j] = st.build(model, feats, frame)
-                # The clip's last frame is never attended to: its memory is not encoded.
-                last_round = r == rounds - 1 and t < len(plan.frames) - 1
-                out = model(feats, memories, prompts, store_memory=last_round)
+                # Memory of the final round only, and none for the clip's last frame (nothing attends to it).
+                store = r == rounds - 1 and t < len(plan.frames) - 1
+                out = model(feats, memories, prompts, store_memory=store)
                 terms = sam4d_loss(out, img_t, pts_t, **cfg.loss_weights)
                 total = terms["total"] if total is None else total + terms["total"]
                 n_terms += 1
