@@ -1,6 +1,6 @@
 # Copyright 2026 The sam4d_ros Authors
 # SPDX-License-Identifier: Apache-2.0
-"""SAM4D training losses: focal + dice on masks (both modalities), L1 on predicted IoU, BCE on object score.
+"""SAM4D training losses: focal + dice on masks (both modalities), L1 (or MSE) on predicted IoU, BCE on object score.
 
 As in SAM2, with multimask outputs only the mask with the lowest focal+dice loss is back-propagated (the IoU
 head is supervised on all), mask losses count only for objects present in the target, and the object-score
@@ -52,7 +52,8 @@ def _modality_loss(all_logits: torch.Tensor, all_iou: torch.Tensor, obj_logits: 
     tgt = target.float().unsqueeze(1).expand_as(all_logits)
     focal = sigmoid_focal_loss(all_logits, tgt, w["focal_alpha"], w["focal_gamma"])
     dice = dice_loss(all_logits, tgt)
-    iou_l1 = (all_iou - actual_iou(all_logits, tgt)).abs()
+    err = all_iou - actual_iou(all_logits, tgt)
+    iou_l1 = err.pow(2) if w.get("iou_loss", "l1") == "mse" else err.abs()
     combo = w["focal"] * focal + w["dice"] * dice
     multi = combo[:, 1:].argmin(-1) + 1
     idx = torch.where(multimask, multi, torch.zeros_like(multi))
@@ -72,14 +73,19 @@ def _modality_loss(all_logits: torch.Tensor, all_iou: torch.Tensor, obj_logits: 
 def sam4d_loss(out: StepOutput, image_targets: Optional[torch.Tensor] = None,
                point_targets: Optional[torch.Tensor] = None, weight_focal: float = 20.0, weight_dice: float = 1.0,
                weight_iou: float = 1.0, weight_obj: float = 1.0, weight_image: float = 1.0,
-               weight_lidar: float = 1.0, focal_alpha: float = 0.25, focal_gamma: float = 2.0
-               ) -> Dict[str, torch.Tensor]:
+               weight_lidar: float = 1.0, focal_alpha: float = 0.25, focal_gamma: float = 2.0,
+               iou_loss: str = "l1") -> Dict[str, torch.Tensor]:
     """Full loss of one step.
 
     ``image_targets``: (O, C, 4h, 4w) binary masks at the decoder resolution; ``point_targets``: (O, M) binary
-    masks over the kept points. Returns a dict of the weighted terms and ``'total'``.
+    masks over the kept points. ``iou_loss``: ``'l1'`` (SAM2) or ``'mse'`` (SAM) between predicted and actual
+    IoU; L1 regresses to the median actual IoU, which stays at 0 while most masks are still bad, so the head then
+    cannot rank the multimask outputs. Returns a dict of the weighted terms and ``'total'``.
     """
-    w = {"focal": weight_focal, "dice": weight_dice, "focal_alpha": focal_alpha, "focal_gamma": focal_gamma}
+    if iou_loss not in ("l1", "mse"):
+        raise ValueError(f"iou_loss must be 'l1' or 'mse', got {iou_loss!r}")
+    w = {"focal": weight_focal, "dice": weight_dice, "focal_alpha": focal_alpha, "focal_gamma": focal_gamma,
+         "iou_loss": iou_loss}
     terms: Dict[str, torch.Tensor] = {}
     total = None
     mm = out.multimask

@@ -105,6 +105,35 @@ def test_dynamic_growth_catches_missed_pedestrian_parts(drive):
     assert dyn[grow][ped].mean() > dyn[0.0][ped].mean() + 0.05  # walking pedestrians smear less
 
 
+def test_upright_base_of_small_objects_is_not_ground():
+    # flat ground (z = 0) around a 0.7 m cone-like post: the post's lowest 10 cm fall in voxels whose centroid is
+    # below ground_height; the height rule alone calls them ground, which no object masklet may label
+    rng = np.random.default_rng(0)
+    g = rng.uniform(-6, 6, (60000, 2))
+    g = g[np.linalg.norm(g - [2.03, 1.03], axis=1) > 0.25]  # the post hides the ground under it
+    ground = np.c_[g, np.zeros(len(g))]
+    ang, z = rng.uniform(0, 2 * np.pi, 6000), rng.uniform(0.0, 0.7, 6000)
+    r = 0.2 - 0.2 * z  # tapering radius
+    post = np.c_[2.03 + r * np.cos(ang), 1.03 + r * np.sin(ang), z]
+    pts = np.concatenate([ground, post]).astype(np.float32)
+    pose = np.eye(4)
+    pose[2, 3] = 1.8  # sensor 1.8 m above the ground: the sweep is given in the LiDAR frame
+    sweep = pts - np.array([0, 0, 1.8], np.float32)
+    base_ground = {}
+    for ratio in (0.0, EngineConfig().ground_flat_ratio):
+        vmap = build_voxel_map([sweep], [pose], EngineConfig(detect_dynamic=False, ground_flat_ratio=ratio))
+        el = vmap.point_element
+        base_ground[ratio] = vmap.element_ground[el[len(ground):][z < 0.1]].mean()  # post points in ground voxels
+        far = np.linalg.norm(ground[:, :2] - [2.03, 1.03], axis=1) > 1.0
+        assert vmap.element_ground[el[:len(ground)][far]].mean() > 0.99  # the flat ground stays ground
+    assert base_ground[0.0] > 0.5  # height rule alone: most of the post's base is "ground"
+    assert base_ground[EngineConfig().ground_flat_ratio] < 0.15
+    # ground with 1 cm range noise is still flat
+    noisy = np.c_[g, rng.normal(0.0, 0.01, len(g)) - 1.8].astype(np.float32)
+    vmap = build_voxel_map([noisy], [pose], EngineConfig(detect_dynamic=False))
+    assert vmap.element_ground[vmap.point_element].mean() > 0.99
+
+
 def test_zbuffer_labels_first_surface_only():
     # a wall at 10 m, a 1 m box-face at 5 m in front of its centre; the mask covers the box face
     k = np.array([[100.0, 0, 64], [0, 100.0, 64], [0, 0, 1]])

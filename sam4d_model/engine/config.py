@@ -39,6 +39,10 @@ class EngineConfig:
     ground_cell: float = 1.0
     ground_window: int = 5  # cells (odd): min filter of the per-cell low height
     ground_height: float = 0.05
+    # ... and flat: an element low enough is still not ground when its points spread vertically (std of z) more than
+    # ground_flat_ratio x their horizontal spread and more than ground_flat_min_std (the base of a cone, feet)
+    ground_flat_ratio: float = 0.5  # <= 0: height rule only
+    ground_flat_min_std: float = 0.02
     # ---- association (z-buffer)
     max_depth: float = 80.0
     min_depth: float = 0.5

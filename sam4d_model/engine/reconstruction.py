@@ -12,7 +12,8 @@ map *element* each (accumulating all frames); dynamic voxels are kept per frame 
 so moving objects do not smear over the map and only occlude in their own frame.
 
 For each element the map keeps its centroid, the frame (``-1`` = static), its points (CSR ``(frame, point index)``)
-and a ground flag (height above a local ground estimate).
+and a ground flag: near a local ground estimate and flat (an element whose points spread upright, such as the base of
+a cone or a foot, is not ground however low it is).
 """
 
 from __future__ import annotations
@@ -192,6 +193,19 @@ def _ground_flags(xyz: np.ndarray, cfg: EngineConfig) -> np.ndarray:
     return xyz[:, 2] - grid.reshape(-1)[flat] < cfg.ground_height
 
 
+def _upright(xyz: np.ndarray, pe: np.ndarray, exyz: np.ndarray, npts: np.ndarray, cfg: EngineConfig) -> np.ndarray:
+    """Elements whose points spread vertically (std of z) more than ``ground_flat_ratio`` x their horizontal spread
+    (and more than ``ground_flat_min_std``): upright surfaces such as the base of a cone or a foot, which the height
+    rule alone would call ground. ``xyz`` (P, 3) points, ``pe`` their elements, ``exyz`` element centroids.
+    """
+    n_el = len(exyz)
+    d = xyz.astype(np.float64) - exyz[pe]
+    var = np.stack([np.bincount(pe, d[:, k] * d[:, k], n_el) for k in range(3)], 1) / np.maximum(npts, 1)[:, None]
+    std_z = np.sqrt(var[:, 2])
+    std_xy = np.sqrt(0.5 * (var[:, 0] + var[:, 1]))
+    return (npts >= 3) & (std_z > cfg.ground_flat_ratio * std_xy) & (std_z > cfg.ground_flat_min_std)
+
+
 def _grow_dynamic(vxyz: np.ndarray, dyn: np.ndarray, n_occ: np.ndarray, n_confirm: np.ndarray,
                   frame_voxels: List[np.ndarray], cfg: EngineConfig) -> np.ndarray:
     """Voxels of moving objects that the seen-through test missed (legs in front of the ground, the body of a slow
@@ -311,6 +325,8 @@ def build_voxel_map(sweeps: List[np.ndarray], poses: List[np.ndarray], cfg: Engi
     eframe[n_static:] = (dkeys // n_vox).astype(np.int32)
     dyn_off = np.searchsorted(eframe[n_static:], np.arange(t_n + 1)).astype(np.int64)
     ground = _ground_flags(exyz, cfg)
+    if cfg.ground_flat_ratio > 0:
+        ground &= ~_upright(xyz[valid], pe, exyz, npts, cfg)
     stats = {"points": float(len(kidx)), "voxels": float(n_vox), "dynamic_voxels": float(dyn.sum()),
              "static_elements": float(n_static), "dynamic_elements": float(len(dkeys)),
              "ground_elements": float(ground.sum())}

@@ -74,12 +74,25 @@ def main(argv=None) -> int:
                            default=default)
         else:
             p.add_argument("--" + f.name.replace("_", "-"), type=typ, default=default)
+    p.add_argument("--loss-weight", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a loss weight, e.g. weight_iou=5 (repeatable; names: "
+                   + ", ".join(d.loss_weights) + ")")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--export", default=None, metavar="PATH",
                    help="only write the weights of OUT/last.pt to PATH (.safetensors) and exit")
     args = p.parse_args(argv)
-    cfg = TrainConfig(out_dir=args.out, **{f.name: getattr(args, f.name) for f in fields(TrainConfig)
-                                           if f.name not in ("out_dir", "loss_weights")})
+    weights = dict(d.loss_weights)
+    for item in args.loss_weight:
+        name, sep, value = item.partition("=")
+        if not sep or name not in weights:
+            p.error(f"--loss-weight {item!r}: expected NAME=VALUE with NAME one of {sorted(weights)}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            p.error(f"--loss-weight {item!r}: {value!r} is not a number")
+    cfg = TrainConfig(out_dir=args.out, loss_weights=weights,
+                      **{f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                         if f.name not in ("out_dir", "loss_weights")})
     if args.export:
         from ..training.trainer import export_weights
 

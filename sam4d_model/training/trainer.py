@@ -72,6 +72,7 @@ class TrainConfig:
     loss_weights: Dict[str, float] = field(default_factory=lambda: {
         "weight_focal": 20.0, "weight_dice": 1.0, "weight_iou": 1.0, "weight_obj": 1.0,
         "weight_image": 1.0, "weight_lidar": 1.0})
+    iou_loss: str = "l1"  # l1 (SAM2) | mse (SAM): loss between the IoU head and the masks' actual IoU
     seed: int = 0
     device: str = "auto"
     amp: str = "bf16"  # on CUDA: bf16 | fp16 | none
@@ -313,7 +314,7 @@ class ClipLoss(nn.Module):
                 # Memory of the final round only, and none for the clip's last frame (nothing attends to it).
                 store = r == rounds - 1 and t < len(plan.frames) - 1
                 out = model(feats, memories, prompts, store_memory=store)
-                terms = sam4d_loss(out, img_t, pts_t, **cfg.loss_weights)
+                terms = sam4d_loss(out, img_t, pts_t, iou_loss=cfg.iou_loss, **cfg.loss_weights)
                 total = terms["total"] if total is None else total + terms["total"]
                 n_terms += 1
                 for k, v in terms.items():
