@@ -70,6 +70,22 @@ def test_one_optimisation_step_reduces_loss():
     assert l1["total"].item() < l0["total"].item()
 
 
+def test_iou_loss_l1_or_mse():
+    from sam4d_model.modeling.sam4d import StepOutput
+
+    logits = torch.full((1, 4, 10), -5.0)
+    logits[0, 0, :4] = 5.0  # single-mask output: 4 points, target has 5 -> actual IoU 0.8
+    out = StepOutput(pts_logits_all=logits, pts_iou_all=torch.tensor([[0.5, 0.0, 0.0, 0.0]]),
+                     pts_obj=torch.tensor([3.0]), multimask=torch.tensor([False]))
+    target = torch.zeros(1, 10)
+    target[0, :5] = 1
+    l1 = sam4d_loss(out, None, target)["pts_iou"]
+    mse = sam4d_loss(out, None, target, iou_loss="mse")["pts_iou"]
+    assert l1.item() == pytest.approx(0.3) and mse.item() == pytest.approx(0.09)
+    with pytest.raises(ValueError, match="iou_loss"):
+        sam4d_loss(out, None, target, iou_loss="huber")
+
+
 def test_checkpoint_roundtrip_and_errors(model, tmp_path):
     path = save_checkpoint(model, tmp_path / "m.safetensors")
     assert (tmp_path / "m.safetensors.yaml").is_file()

@@ -48,12 +48,22 @@ def test_train_runs_logs_and_resumes(small_seq, tmp_path):
     st = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert st["step"] == 2
     cfg.steps = 3
+    cfg.iou_loss = "mse"
+    cfg.loss_weights = dict(cfg.loss_weights, weight_iou=3.0)
     train(cfg, [small_seq], progress=False)
     st = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert st["step"] == 3
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [1, 2, 3]
     assert all(np.isfinite(float(r["total"])) for r in rows)
+
+
+def test_cli_rejects_unknown_loss_weight(tmp_path, capsys):
+    from sam4d_model.tools import train as train_tool
+
+    with pytest.raises(SystemExit) as e:
+        train_tool.main(["--out", str(tmp_path), "--loss-weight", "weight_bogus=1"])
+    assert e.value.code == 2 and "weight_iou" in capsys.readouterr().err
 
 
 @pytest.mark.slow
