@@ -2,12 +2,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """IoU-head benchmark: does the predicted IoU pick the best of the multimask outputs?
 
-On held-out synthetic drives, every ``--stride``-th frame, the largest ``--max-objects`` objects each get one image
-click at their centre (frame-level, no memory). For the image and the LiDAR decoder the script prints, over all
-objects: the mean actual IoU of each mask output (0 = single-mask token, 1-3 = multimask), the mean predicted IoU
-of each, the IoU of the mask the head selects, the oracle (best of 1-3) and how often the selection is the oracle.
+On held-out synthetic drives, every ``--stride``-th frame, the largest ``--max-objects`` objects each get one click
+(image or LiDAR, ``--prompt``) at their centre (frame-level, no memory). For the image and the LiDAR decoder the
+script prints, over all objects: the mean actual IoU of each mask output (0 = single-mask token, 1-3 = multimask),
+the mean predicted IoU of each, the IoU of the mask the head selects, the oracle (best of 1-3) and how often the
+selection is the oracle.
 
-    python benchmarks/iou_head.py [--checkpoint PATH] [--seeds 900001,900002] [--frames 16] [--stride 4]
+    python benchmarks/iou_head.py [--checkpoint PATH] [--prompt image|lidar] [--seeds 900001,900002] [--frames 16]
 """
 
 import argparse
@@ -35,6 +36,7 @@ def main() -> None:
     p.add_argument("--max-objects", type=int, default=3)
     p.add_argument("--size", default="640x480", help="WxH of the synthetic camera")
     p.add_argument("--click", default="center", choices=["center", "uniform"], help="where the click falls")
+    p.add_argument("--prompt", default="image", choices=["image", "lidar"], help="modality of the click")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "0") or 0))
     args = p.parse_args()
     if args.threads > 0:
@@ -73,6 +75,10 @@ def main() -> None:
                 continue
             tr = StreamingTracker(model, device="cpu", max_objects=16)
             for oid in oids:
+                if args.prompt == "lidar":
+                    c = ps.lidar_click(labels.point_instance == oid, frame.points, rng, method=args.click)
+                    tr.add_prompt(oid, lidar_points=c[None].astype(np.float32), lidar_labels=np.ones(1, np.int64))
+                    continue
                 gt_img = labels.image_instance[cam.name] == oid
                 tr.add_prompt(oid, image_points=ps.image_click(gt_img, rng, method=args.click)[None].astype(np.float32),
                               image_labels=np.ones(1, np.int64))
