@@ -90,7 +90,8 @@ def main() -> None:
                                    align_corners=False)[0]
                 act = [mask_iou((hi[k] > 0).numpy(), gt_img) for k in range(hi.shape[0])]
                 pred = out.img_iou_all[j, 0].tolist()
-                rows["image"].append((act, pred))
+                stab = model.mask_decoder.stability(out.img_logits_all[j, 0][None])[0].tolist()
+                rows["image"].append((act, pred, stab))
                 if out.pts_logits_all is not None:
                     gt_pts = labels.point_instance == oid
                     ignore = labels.point_instance < 0
@@ -99,7 +100,8 @@ def main() -> None:
                         m = np.zeros(len(frame.points), bool)
                         m[captured["valid"]] = (out.pts_logits_all[j, k] > 0).numpy()
                         act_p.append(mask_iou(m, gt_pts, ignore))
-                    rows["lidar"].append((act_p, out.pts_iou_all[j].tolist()))
+                    rows["lidar"].append((act_p, out.pts_iou_all[j].tolist(),
+                                          model.mask_decoder.stability(out.pts_logits_all[j][None])[0].tolist()))
     dt = time.perf_counter() - t0
     print(f"checkpoint: {args.checkpoint or 'embedded'}; drives {args.seeds}; {dt:.0f} s")
     for mod, rs in rows.items():
@@ -114,6 +116,12 @@ def main() -> None:
         print(f"{mod:6s} n={len(rs):3d}  actual IoU per output 0/1/2/3: "
               + " / ".join(f"{v:.3f}" for v in act.mean(0))
               + "   predicted: " + " / ".join(f"{v:.3f}" for v in pred.mean(0)))
+        stab = np.array([r[2] for r in rs])
+        by_stab = 1 + stab[:, 1:].argmax(1)
+        by_both = 1 + (stab[:, 1:] * pred[:, 1:]).argmax(1)
+        print(f"{'':6s} stability per output: " + " / ".join(f"{v:.3f}" for v in stab.mean(0))
+              + f"   selected by stability {act[ar, by_stab].mean():.3f}, by IoU x stability "
+              f"{act[ar, by_both].mean():.3f}")
         print(f"{'':6s} selected {act[ar, sel].mean():.3f}   oracle {act[ar, oracle].mean():.3f}   "
               f"selection = oracle {np.mean(sel == oracle):.0%}   corr(pred, actual) {corr:.2f}")
 
