@@ -85,7 +85,7 @@ def check_state_dict(model: torch.nn.Module, sd: Dict[str, torch.Tensor]) -> Non
 #: Options added after checkpoints had been written, with the behaviour those checkpoints were trained with:
 #: a stored config without the key means that value (new configs store every key).
 _LEGACY_DEFAULTS = {("umpe", "mlp_layernorm"): False, ("lidar", "token_norm"): False,
-                    ("decoder", "point_interp"): "nearest"}
+                    ("decoder", "point_interp"): "nearest", ("image", "token_norm"): False}
 
 
 def _with_legacy_defaults(cfg: dict) -> dict:

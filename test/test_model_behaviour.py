@@ -70,6 +70,38 @@ def test_one_optimisation_step_reduces_loss():
     assert l1["total"].item() < l0["total"].item()
 
 
+def _memory_effect(token_norm: bool, scale: float):
+    """Relative change of the memory-conditioned (LiDAR, image) tokens with a memory vs without, with the image
+    features scaled by ``scale`` (CPU training grew them to a mean |x| of ~85)."""
+    torch.manual_seed(0)
+    cfg = load_config("sam4d_tiny")
+    cfg.image.token_norm = token_norm
+    m = build_sam4d(cfg)
+    enc = m.image_encoder.forward
+
+    def scaled(x):
+        out = enc(x)
+        out["backbone_fpn"] = [f * scale for f in out["backbone_fpn"]]
+        return out
+
+    m.image_encoder.forward = scaled
+    prompt = ObjectPrompt(pts_points=torch.tensor([[8.0, 1.0, -1.0]]), pts_labels=torch.tensor([1]))
+    with torch.inference_mode():
+        mem = m(m.encode_frame(make_frame(n=1500, seed=3), frame_idx=0), [[]], [prompt]).new_memory
+        f1 = m.encode_frame(make_frame(n=1500, seed=4), frame_idx=1)
+        img_a, pts_a = m.condition_on_memory(f1, [mem])
+        img_b, pts_b = m.condition_on_memory(f1, [[]])
+    return (((pts_a - pts_b).abs().mean() / pts_a.abs().mean()).item(),
+            ((img_a - img_b).abs().mean() / img_a.abs().mean()).item())
+
+
+def test_memory_still_matters_when_image_features_grow():
+    normed = _memory_effect(True, 100.0)
+    assert min(normed) > 0.1 and normed == pytest.approx(_memory_effect(True, 1.0), rel=0.05)
+    # without the image-token LayerNorm (checkpoints before it) the image queries stop seeing their memory
+    assert _memory_effect(False, 100.0)[1] < 0.2 * _memory_effect(False, 1.0)[1]
+
+
 def test_iou_loss_l1_or_mse():
     from sam4d_model.modeling.sam4d import StepOutput
 

@@ -73,17 +73,19 @@ def test_checkpoints_without_newer_options_load_with_the_behaviour_they_were_tra
 
     cfg = load_config("sam4d_tiny")
     cfg.umpe.mlp_layernorm, cfg.lidar.token_norm, cfg.decoder.point_interp = False, False, "nearest"
+    cfg.image.token_norm = False
     path = save_checkpoint(build_sam4d(cfg), tmp_path / "old.safetensors")
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
         sd = {k: f.get_tensor(k) for k in f.keys()}
     old = json.loads(meta["sam4d_config"])
     del old["umpe"]["mlp_layernorm"], old["lidar"]["token_norm"], old["decoder"]["point_interp"]
+    del old["image"]["token_norm"]
     save_file(sd, str(path), metadata={**meta, "sam4d_config": json.dumps(old)})
     _, loaded = load_checkpoint(path)
     assert (loaded.umpe.mlp_layernorm, loaded.lidar.token_norm, loaded.decoder.point_interp) == (
-        False, False, "nearest")
+        False, False, "nearest") and not loaded.image.token_norm
     new = load_config("sam4d_tiny")
     _, again = load_checkpoint(save_checkpoint(build_sam4d(new), tmp_path / "new.safetensors"))
     assert (again.umpe.mlp_layernorm, again.lidar.token_norm, again.decoder.point_interp) == (
-        True, True, "trilinear")
+        True, True, "trilinear") and again.image.token_norm

@@ -173,6 +173,7 @@ class SAM4D(nn.Module):
         self.d = d
         self.image_size = cfg.image.image_size
         self.image_encoder = SAM4DImageEncoder(cfg)
+        self.img_token_norm = nn.LayerNorm(d) if cfg.image.token_norm else nn.Identity()
         self.lidar_encoder = SAM4DLidarEncoder(cfg)
         self.umpe = UMPE(cfg)
         self.image_prompt_encoder = ImagePromptEncoder(d, cfg.decoder.mask_in_chans)
@@ -248,7 +249,7 @@ class SAM4D(nn.Module):
                 with self._autocast():
                     out = self.image_encoder(imgs)
                 fpn = out["backbone_fpn"]
-                feats.img_tokens = fpn[2].flatten(2).transpose(1, 2).float()
+                feats.img_tokens = self.img_token_norm(fpn[2].flatten(2).transpose(1, 2).float())
                 feats.img_s0, feats.img_s1 = fpn[0].float(), fpn[1].float()
                 feats.img_hw = (h, w)
             for c in frame.cameras:
