@@ -27,6 +27,7 @@ from sam4d_model.data.waymo4dseg import read_sequence  # noqa: E402
 from sam4d_model.engine import CorruptionConfig, EngineConfig, GroundTruthSource, label_sequence  # noqa: E402
 from sam4d_model.engine.testing import drive_config, write_synthetic_layout  # noqa: E402
 from sam4d_model.engine.writer import write_result  # noqa: E402
+from sam4d_model.tools.label import parse_set  # noqa: E402
 
 STAGES = ("reconstruct", "associate", "fuse", "transfer", "write")
 
@@ -62,11 +63,7 @@ def main():
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override an EngineConfig field (repeatable), e.g. --set dyn_grow_dist=0.35")
     args = ap.parse_args()
-    cfg = EngineConfig()
-    for kv in args.set:
-        key, _, val = kv.partition("=")
-        typ = type(getattr(cfg, key))
-        setattr(cfg, key, val.lower() in ("1", "true", "yes") if typ is bool else typ(val))
+    cfg = EngineConfig.from_dict(parse_set(args.set))  # the same --set as sam4d-label
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="sam4d_engine_bench_"))
     try:
         root, out = work / "data", work / "out"

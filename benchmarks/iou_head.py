@@ -5,8 +5,8 @@
 On held-out synthetic drives, every ``--stride``-th frame, the largest ``--max-objects`` objects each get one click
 (image or LiDAR, ``--prompt``) at their centre (frame-level, no memory). For the image and the LiDAR decoder the
 script prints, over all objects: the mean actual IoU of each mask output (0 = single-mask token, 1-3 = multimask),
-the mean predicted IoU of each, the IoU of the mask the head selects, the oracle (best of 1-3) and how often the
-selection is the oracle.
+the mean predicted IoU and stability score of each, the IoU of the mask chosen by the head (and, for comparison, by
+stability and by IoU x stability), the oracle (best of 1-3) and how often the head's choice is the oracle.
 
     python benchmarks/iou_head.py [--checkpoint PATH] [--prompt image|lidar] [--seeds 900001,900002] [--frames 16]
 """
@@ -62,7 +62,7 @@ def main() -> None:
     s = EvalSettings(protocol="frame", max_objects=args.max_objects)
     width, height = (int(v) for v in args.size.lower().split("x"))
     rng = np.random.default_rng(0)
-    rows = {"image": [], "lidar": []}  # per object: (actual[4], predicted[4], selected index)
+    rows = {"image": [], "lidar": []}  # per object: (actual IoU[4], predicted IoU[4], stability score[4])
     t0 = time.perf_counter()
     for seed in [int(x) for x in args.seeds.split(",")]:
         for i, (frame, labels) in enumerate(generate_drive(seed, args.frames, config=sample_config(width=width,

@@ -53,13 +53,13 @@ def _modality_loss(all_logits: torch.Tensor, all_iou: torch.Tensor, obj_logits: 
     focal = sigmoid_focal_loss(all_logits, tgt, w["focal_alpha"], w["focal_gamma"])
     dice = dice_loss(all_logits, tgt)
     err = all_iou - actual_iou(all_logits, tgt)
-    iou_l1 = err.pow(2) if w.get("iou_loss", "l1") == "mse" else err.abs()
+    iou_err = err.pow(2) if w.get("iou_loss", "l1") == "mse" else err.abs()
     combo = w["focal"] * focal + w["dice"] * dice
     multi = combo[:, 1:].argmin(-1) + 1
     idx = torch.where(multimask, multi, torch.zeros_like(multi))
     ar = torch.arange(all_logits.shape[0], device=all_logits.device)
     present = (target.flatten(1).sum(-1) > 0).float()
-    k_iou = torch.where(multimask.unsqueeze(-1), iou_l1[:, 1:], iou_l1[:, :1]).mean(-1)
+    k_iou = torch.where(multimask.unsqueeze(-1), iou_err[:, 1:], iou_err[:, :1]).mean(-1)
     denom = present.sum().clamp(min=1)
     out = {
         "focal": (focal[ar, idx] * present).sum() / denom,

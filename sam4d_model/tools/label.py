@@ -28,7 +28,8 @@ from pathlib import Path  # noqa: E402
 from typing import List, Optional  # noqa: E402
 
 
-def _parse_set(items: List[str]) -> dict:
+def parse_set(items: List[str]) -> dict:
+    """``["key=value", ...]`` -> dict, values parsed as JSON when they are JSON (numbers, true/false, lists)."""
     out = {}
     for it in items or []:
         k, sep, v = it.partition("=")
@@ -115,7 +116,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"sam4d-label: no sequences under {root} (expected meta_infos/<seq>.pkl)", file=sys.stderr)
         return 2
     settings = json.loads(Path(args.config).read_text()) if args.config else {}
-    settings.update(_parse_set(args.set))
+    settings.update(parse_set(args.set))
     try:
         cfg = EngineConfig.from_dict(settings)
     except (TypeError, ValueError) as e:
