@@ -46,6 +46,11 @@ class LidarEncoderConfig:
 
     voxel_size: float = 0.15
     num_point_features: int = 1
+    #: What the ``num_point_features`` input channels are: ``columns`` = the cloud's columns after xyz (e.g.
+    #: intensity; its scale differs between sensors: 0..1 synthetic and KITTI, 0..255 nuScenes);
+    #: ``height_above_ground`` = one channel, the point's height above the ground estimated from the cloud
+    #: itself (:func:`sam4d_model.geometric.height_above_ground`), the same on every sensor.
+    point_features: str = "columns"
     encoder_channels: List[int] = field(default_factory=lambda: [32, 64, 128, 256])
     encoder_blocks: List[int] = field(default_factory=lambda: [3, 4, 6, 3])
     stem_channels: int = 32
@@ -139,6 +144,11 @@ class SAM4DConfig:
             raise ValueError("lidar encoder: 4 encoder stages (stride 2..16) and 2 decoder stages (stride 8, 4)")
         if self.image.image_size % 32 != 0:
             raise ValueError("image.image_size must be a multiple of 32")
+        if self.lidar.point_features not in ("columns", "height_above_ground"):
+            raise ValueError(f"lidar.point_features must be 'columns' or 'height_above_ground', "
+                             f"got {self.lidar.point_features!r}")
+        if self.lidar.point_features == "height_above_ground" and self.lidar.num_point_features != 1:
+            raise ValueError("lidar.point_features 'height_above_ground' is one channel: num_point_features must be 1")
         return self
 
     def to_dict(self) -> Dict[str, Any]:

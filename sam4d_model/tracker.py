@@ -58,11 +58,19 @@ class StreamingTracker:
 
     def __init__(self, model: SAM4D, device: Union[str, torch.device] = "cpu", max_objects: int = 16,
                  max_prompted_frames: int = 4, num_past_frames: int = 6, use_ego_motion: bool = True,
-                 precision: Optional[str] = None, compile_image_encoder: bool = False):
+                 precision: Optional[str] = None, compile_image_encoder: bool = False,
+                 lidar_refine: str = "none", image_from_lidar: bool = False, geometric_params=None):
         """Wrap ``model``.
 
         ``precision``: ``None`` (fp32 on CPU, bf16 autocast on CUDA when supported), ``'fp32'``, ``'bf16'``,
         ``'fp16'`` (autocast for transformer parts; the sparse backbone always runs fp32).
+
+        Geometric priors (post-processing of the model's outputs, off by default; :mod:`sam4d_model.geometric`):
+        ``lidar_refine='components'`` drops ground points from each LiDAR mask and completes it to the connected
+        non-ground components it covers (the clicked point's component always kept on a prompted frame);
+        ``image_from_lidar`` replaces each image mask by the hull of the LiDAR mask's camera-visible projected
+        points (the cross-modal path, for models whose image branch is weaker than their LiDAR branch).
+        ``geometric_params``: :class:`~sam4d_model.geometric.GeometricParams` of both.
         """
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -78,6 +86,15 @@ class StreamingTracker:
         self.max_prompted_frames = max(1, int(max_prompted_frames))
         self.num_past_frames = max(0, min(int(num_past_frames), self.model.num_maskmem - 1))
         self.use_ego_motion = bool(use_ego_motion)
+        if lidar_refine not in ("none", "components"):
+            raise ValueError(f"lidar_refine must be 'none' or 'components', got {lidar_refine!r}")
+        self.lidar_refine = lidar_refine
+        self.image_from_lidar = bool(image_from_lidar)
+        if geometric_params is None:
+            from .geometric import GeometricParams
+
+            geometric_params = GeometricParams()
+        self.geometric_params = geometric_params
         self._memories: Dict[int, List[MemoryEntry]] = {}
         self._pending: Dict[int, _PendingPrompt] = {}
         self._t = 0
@@ -229,9 +246,13 @@ class StreamingTracker:
             with torch.inference_mode():
                 feats = model.encode_frame(frame, frame_idx=idx, timings=timings)
                 prompts = []
+                clicked = {}
                 for oid in ids:
                     p = self._pending.get(oid)
                     prompts.append(self._to_object_prompt(p, frame, feats) if p is not None else None)
+                    if p is not None and p.lidar_points:
+                        pos = np.concatenate(p.lidar_points, 0)[np.concatenate(p.lidar_labels, 0) == 1]
+                        clicked[oid] = pos
                 mems = [self._memories.get(oid, []) for oid in ids]
                 out = model(feats, mems, prompts, store_memory=True, num_past=self.num_past_frames,
                             timings=timings)
@@ -241,6 +262,8 @@ class StreamingTracker:
                     self._prune(oid)
                 self._pending.clear()
                 res = self._make_result(ids, frame, feats, out, n)
+                if self.lidar_refine != "none" or self.image_from_lidar:
+                    self._apply_priors(res, frame, clicked)
                 timings["postprocess"] = time.perf_counter() - t_post
         finally:
             model.use_ego_motion = old_ego
@@ -248,6 +271,30 @@ class StreamingTracker:
         timings["total"] = time.perf_counter() - t0
         res.timings = timings
         return res
+
+    def _apply_priors(self, res: TrackResult, frame: Frame, clicked: Dict[int, np.ndarray]) -> None:
+        """The geometric priors of the constructor (in place on ``res``)."""
+        from . import geometric as geo
+
+        gp = self.geometric_params
+        pts = np.asarray(frame.points)
+        if pts.ndim != 2 or len(pts) == 0 or not res.obj_ids:
+            return
+        xyz = pts[:, :3].astype(np.float64)
+        finite = np.all(np.isfinite(xyz), axis=1)
+        xyz = np.where(finite[:, None], xyz, 0.0)
+        if self.lidar_refine == "components" and res.point_masks.size:
+            ground = np.ones(len(xyz), bool)
+            ground[finite] = geo.ground_mask(xyz[finite], gp)
+            for j, oid in enumerate(res.obj_ids):
+                seeds = [s for q in clicked.get(oid, [])
+                         if (s := geo.nearest_seed(xyz, ~ground, q, gp.seed_radius)) is not None]
+                res.point_masks[j] = geo.refine_lidar_mask(xyz, res.point_masks[j], gp, np.array(seeds, np.int64),
+                                                           ground=ground)
+        if self.image_from_lidar and res.point_masks.size:
+            res.image_masks = [np.stack([geo.lidar_mask_to_image(xyz, res.point_masks[j] & finite, c.intrinsics,
+                                                                 c.camera2lidar, c.width, c.height)
+                                         for j in range(len(res.obj_ids))], 0) for c in frame.cameras]
 
     def _make_result(self, ids: List[int], frame: Frame, feats: FrameFeatures, out, n: int) -> TrackResult:
         o = len(ids)

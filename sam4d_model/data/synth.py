@@ -59,6 +59,18 @@ class SynthConfig:
     range_noise_std: float = 0.005
     range_noise_clip: float = 0.015  # keeps every point within 1.5 cm of the true surface
     dropout: float = 0.03
+    #: beam elevations: ``uniform`` spacing, or ``nonuniform`` (denser near the horizon, like HDL-64/VLP-32C)
+    elev_spacing: str = "uniform"
+    lidar_pitch_deg: float = 0.0  # mounting tilt of the LiDAR about its y axis (positive = looking down)
+    #: ``default`` (reflectivity x incidence x range falloff, 0..1), ``none`` (all 0), ``raw255`` (same x 255,
+    #: like nuScenes), ``saturated`` (gamma 0.5, clipped: bright and flat)
+    intensity_model: str = "default"
+    sweep_skew: bool = False  # points at their firing time (ego motion over the sweep not compensated)
+    # camera sensor effects (defaults: none)
+    exposure: float = 1.0  # gain on the linear image
+    white_balance: Tuple[float, float, float] = (1.0, 1.0, 1.0)  # per-channel gains
+    blur_sigma: float = 0.0  # px, Gaussian
+    jpeg_quality: int = 0  # > 0: JPEG round trip at this quality (artefacts in the image itself)
     # timing
     rate_hz: float = 10.0
     start_time: float = 1_700_000_000.0
@@ -83,8 +95,8 @@ class SynthConfig:
 
     @property
     def base2lidar(self) -> np.ndarray:
-        """``T_base_lidar`` (LiDAR axes = base_link axes)."""
-        return make_transform(np.eye(3), self.lidar_xyz)
+        """``T_base_lidar`` (LiDAR axes = base_link axes, tilted by ``lidar_pitch_deg``)."""
+        return make_transform(rot_y(math.radians(self.lidar_pitch_deg)), self.lidar_xyz)
 
     @property
     def base2camera(self) -> np.ndarray:
@@ -107,6 +119,53 @@ def sample_config(**overrides) -> SynthConfig:
     base = dict(width=640, height=480, beams=64, azimuths=1024)
     base.update(overrides)
     return SynthConfig(**base)
+
+
+#: LiDAR families of :func:`random_config`: beams -> (elevation min range, elevation max range, azimuths range)
+_LIDARS = {16: ((-16.0, -14.0), (14.0, 16.0), (1500, 2048)),
+           32: ((-31.0, -24.0), (8.0, 11.0), (1000, 1800)),
+           64: ((-25.0, -23.0), (2.0, 3.5), (800, 1600)),
+           128: ((-26.0, -18.0), (10.0, 16.0), (700, 1100))}
+#: camera shapes of :func:`random_config` (aspect ratios of nuScenes 1600x900, KITTI 1242x375, VGA, Waymo-like),
+#: rendered at a size the 384-768 px model input does not lose detail from
+_CAMERAS = [(800, 450), (960, 540), (828, 250), (1024, 310), (640, 480), (768, 512)]
+
+
+def random_config(seed: int, **overrides) -> SynthConfig:
+    """A randomised sensor rig and scene density for drive ``seed`` (deterministic): 16/32/64/128-beam LiDARs
+    with their vertical FOVs, uniform or non-uniform beam spacing, azimuth resolution, mounting height and tilt,
+    range noise, 5-30 % dropout, intensity model, sweep skew (20k-150k points); camera size, field of view,
+    height and pitch, exposure, white balance, noise, blur, JPEG; object densities. ``overrides`` win.
+    """
+    rng = np.random.default_rng([int(seed), 424242])
+    beams = int(rng.choice([16, 32, 64, 128], p=[0.15, 0.35, 0.35, 0.15]))
+    (e0, e1), (f0, f1), (a0, a1) = _LIDARS[beams]
+    w, h = _CAMERAS[int(rng.integers(len(_CAMERAS)))]
+    cam_h = float(rng.uniform(1.3, 1.9))
+    noise_std = float(rng.uniform(0.005, 0.03))
+    cfg = dict(
+        width=w, height=h, hfov_deg=float(rng.uniform(60.0, 95.0)),
+        camera_xyz=(float(rng.uniform(1.0, 1.8)), float(rng.uniform(-0.2, 0.2)), cam_h),
+        camera_pitch_deg=float(rng.uniform(-2.0, 5.0)),
+        beams=beams, azimuths=int(rng.integers(a0, a1 + 1)),
+        elev_min_deg=float(rng.uniform(e0, e1)), elev_max_deg=float(rng.uniform(f0, f1)),
+        elev_spacing=str(rng.choice(["uniform", "nonuniform"])),
+        lidar_xyz=(float(rng.uniform(0.8, 1.5)), 0.0, float(rng.uniform(1.5, 2.1))),
+        lidar_pitch_deg=float(rng.uniform(-2.0, 2.0)),
+        range_noise_std=noise_std, range_noise_clip=3.0 * noise_std,
+        dropout=float(rng.uniform(0.05, 0.30)),
+        intensity_model=str(rng.choice(["default", "none", "raw255", "saturated"], p=[0.4, 0.2, 0.2, 0.2])),
+        sweep_skew=bool(rng.uniform() < 0.5),
+        exposure=float(np.exp(rng.uniform(np.log(0.55), np.log(1.5)))),
+        white_balance=tuple(float(x) for x in rng.uniform(0.85, 1.15, 3)),
+        blur_sigma=float(rng.choice([0.0, rng.uniform(0.4, 1.5)])),
+        jpeg_quality=int(rng.choice([0, int(rng.integers(35, 95))])),
+        pixel_noise=float(rng.uniform(1.0, 8.0)),
+        car_density=float(rng.uniform(0.5, 2.0)), pedestrian_density=float(rng.uniform(0.3, 2.0)),
+        building_density=float(rng.uniform(0.5, 1.5)), speed_range=(2.0, float(rng.uniform(4.0, 15.0))),
+    )
+    cfg.update(overrides)
+    return SynthConfig(**cfg)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -622,7 +681,15 @@ class SynthDrive:
 
     def _lidar_rays(self):
         cfg = self.config
-        elev = np.radians(np.linspace(cfg.elev_min_deg, cfg.elev_max_deg, cfg.beams))
+        x = np.linspace(0.0, 1.0, cfg.beams)
+        if cfg.elev_spacing == "nonuniform":  # beams dense near the horizon, sparse towards the ground
+            h0 = (0.0 - cfg.elev_min_deg) / max(cfg.elev_max_deg - cfg.elev_min_deg, 1e-6)  # horizon in [0, 1]
+            h0 = min(max(h0, 0.0), 1.0)
+            below, above = x < h0, x >= h0
+            x = x.copy()
+            x[below] = h0 - h0 * ((h0 - x[below]) / max(h0, 1e-6)) ** 1.8
+            x[above] = h0 + (1 - h0) * ((x[above] - h0) / max(1 - h0, 1e-6)) ** 1.8
+        elev = np.radians(cfg.elev_min_deg + (cfg.elev_max_deg - cfg.elev_min_deg) * x)
         col = np.arange(cfg.azimuths)
         az = np.pi - 2 * np.pi * col / cfg.azimuths  # clockwise from the back, like a Velodyne
         az_g, el_g = np.meshgrid(az, elev, indexing="ij")  # firing order: azimuth-major, then ring
@@ -794,8 +861,18 @@ class SynthDrive:
         r_noisy = rng_m + noise
         inten = refl * (0.35 + 0.65 * cos_inc) * (1.0 - 0.4 * np.minimum(rng_m / cfg.max_range, 1.0))
         inten = np.clip(inten + rng.normal(0, 0.02, len(hit)), 0.0, 1.0)
+        if cfg.intensity_model == "none":
+            inten = np.zeros_like(inten)
+        elif cfg.intensity_model == "raw255":
+            inten = np.round(inten * 255.0)
+        elif cfg.intensity_model == "saturated":
+            inten = np.clip(np.sqrt(inten) * 1.3, 0.0, 1.0)
         sel = hit[keep]
         xyz_l = self._lidar_dirs[sel] * r_noisy[keep, None]
+        if cfg.sweep_skew:  # each point where the moving LiDAR was at its firing time, seen from the sweep stamp
+            v = (self.base2world(t + 0.01)[:3, 3] - base2world[:3, 3]) / 0.01
+            v_l = lidar2world[:3, :3].T @ v
+            xyz_l = xyz_l - (self._az_time[sel, None] - 0.5 / cfg.rate_hz) * v_l[None, :]
         points = np.concatenate([xyz_l, inten[keep, None], self._ring[sel, None], self._az_time[sel, None]],
                                 1).astype(np.float32)
         point_inst = inst[keep].astype(np.int32)
@@ -820,8 +897,20 @@ class SynthDrive:
         col = alb * shade[:, None]
         fog = (1.0 - np.exp(-tb[hit] / 350.0))[:, None]
         img[hit] = col * (1 - fog) + sky[hit] * fog
-        img = img.reshape(h, w, 3) * 255.0 + rng.normal(0, cfg.pixel_noise, (h, w, 3))
+        img = img.reshape(h, w, 3)
+        if cfg.exposure != 1.0 or tuple(cfg.white_balance) != (1.0, 1.0, 1.0):
+            img = img * cfg.exposure * np.asarray(cfg.white_balance, np.float64)[None, None, :]
+        if cfg.blur_sigma > 0:
+            import cv2
+
+            img = cv2.GaussianBlur(img, (0, 0), cfg.blur_sigma)
+        img = img * 255.0 + rng.normal(0, cfg.pixel_noise, (h, w, 3))
         image = np.clip(np.round(img), 0, 255).astype(np.uint8)
+        if cfg.jpeg_quality > 0:
+            import cv2
+
+            ok, buf = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(cfg.jpeg_quality)])
+            image = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
         img_inst = np.zeros(h * w, dtype=np.int32)
         img_cls = np.zeros(h * w, dtype=np.int32)
         img_inst[hit], img_cls[hit] = inst, cls

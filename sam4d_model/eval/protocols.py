@@ -12,18 +12,31 @@ A *sequence* is any indexable of ``(Frame, FrameLabels)`` pairs (a synthetic dri
   (the images are dropped; prompts go to the LiDAR), ``use_ego_motion`` on/off.
 * ``baseline``: "SAM2 + projection": image-only tracking; the LiDAR mask is the set of points whose projection
   falls in the image mask (nearest surface not enforced, as in the paper's baseline).
+* ``method='geometric'`` runs any protocol with :class:`~sam4d_model.geometric.GeometricTracker` (ground removal +
+  Euclidean region growing from the click, ego-motion-moved centroid as the next click) instead of the model: the
+  classical floor, printed in the same table.
+
+Prompts come from simulated clicks (the centre of the ground-truth region) or from a prompts file
+(:func:`load_prompts_file`: ``prompts_<seq>.json`` with ``frame_idx``, ``object_id``, ``lidar_xyz``,
+``image_uv``), so real-scene results are reproducible. With a prompts file, ``frame`` scores each object on its
+prompt frame, ``stream`` prompts each object on its prompt frame and tracks it to the end of the sequence.
+
+Scores (:func:`summarize`): the headline ``image_mIoU`` / ``lidar_mIoU`` are over frames where the object is
+present in that modality (ground truth non-empty); ``*_fp`` is the rate of non-empty predictions on frames where it
+is absent; ``J&F`` (DAVIS) counts every scored frame, absent ones as 1 when predicted empty.
 
 Multi-click prompts are interactive: click k+1 is a corrective click sampled (at the centre of the largest error
 region) from the prediction made with clicks 1..k on the same frame; a fresh tracker replays the frame each time.
 
-Objects evaluated: ground-truth instances with at least ``min_pixels`` pixels in the first camera and
-``min_points`` points on the prompted frame. Frames where an object is absent count with the convention
-"empty vs empty = 1" only if the object was prompted earlier (tracking must then report it absent).
+Objects evaluated (simulated clicks): ground-truth instances with at least ``min_pixels`` pixels in the first
+camera and ``min_points`` points on the prompted frame.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -40,6 +53,7 @@ class EvalSettings:
     """One evaluation configuration."""
 
     protocol: str = "stream"  # 'frame' | 'stream' | 'baseline'
+    method: str = "model"  # 'model' | 'geometric' (the classical floor)
     prompt: str = "1click"  # '1click' | '3click' | '5click' | 'box' | 'mask'
     prompt_modality: str = "image"  # 'image' | 'lidar' | 'both'
     modalities: str = "both"  # 'both' | 'camera' | 'lidar'
@@ -52,6 +66,7 @@ class EvalSettings:
     @property
     def name(self) -> str:
         tag = f"{self.protocol}/{self.prompt}/{self.prompt_modality}->{self.modalities}"
+        tag = ("geometric " if self.method == "geometric" else "") + tag
         return tag + ("" if self.use_ego_motion else "/no-ego")
 
 
@@ -145,14 +160,27 @@ class _Runner:
         return tr, res
 
 
+def _score_one(pred: np.ndarray, gt: np.ndarray, meter: MeanMeter, kind: str,
+               ignore: Optional[np.ndarray] = None) -> None:
+    """Present frames add ``<kind>_iou``; absent frames add ``<kind>_fp`` (1 if anything was predicted)."""
+    keep = None if ignore is None else ~np.asarray(ignore, bool)
+    g = gt if keep is None else gt[keep]
+    p = pred if keep is None else pred[keep]
+    if np.any(g):
+        meter.add(f"{kind}_iou", mask_iou(pred, gt, ignore))
+    else:
+        meter.add(f"{kind}_fp", float(np.any(p)))
+    if kind == "image":
+        meter.add("image_jf", 0.5 * (mask_iou(pred, gt) + boundary_f(pred, gt)))
+
+
 def _score(res, frame: Frame, labels: FrameLabels, cam: str, meter: MeanMeter, s: EvalSettings,
-           baseline: bool = False) -> None:
+           baseline: bool = False, only: Optional[Sequence[int]] = None) -> None:
     for j, oid in enumerate(res.obj_ids):
-        if s.modalities != "lidar" and res.image_masks:
-            gt_img = labels.image_instance[cam] == oid
-            pred = res.image_masks[0][j]
-            meter.add("image_iou", mask_iou(pred, gt_img))
-            meter.add("image_F", boundary_f(pred, gt_img))
+        if only is not None and oid not in only:
+            continue
+        if s.modalities != "lidar" and res.image_masks and cam in labels.image_instance:
+            _score_one(res.image_masks[0][j], labels.image_instance[cam] == oid, meter, "image")
         if s.modalities != "camera" or baseline:
             gt_pts = labels.point_instance == oid
             ignore = labels.point_instance < 0
@@ -165,20 +193,117 @@ def _score(res, frame: Frame, labels: FrameLabels, cam: str, meter: MeanMeter, s
                 pred_pts[ok] = res.image_masks[0][j][vi, ui]
             else:
                 pred_pts = res.point_masks[j]
-            meter.add("lidar_iou", mask_iou(pred_pts, gt_pts, ignore))
+            _score_one(pred_pts, gt_pts, meter, "lidar", ignore)
+
+
+# ------------------------------------------------------------------------------------------------ prompts file
+@dataclass
+class FilePrompt:
+    """One click of a prompts file: the same physical point in both modalities."""
+
+    object_id: int
+    frame_idx: int
+    lidar_xyz: Optional[np.ndarray] = None
+    image_uv: Optional[np.ndarray] = None
+    semantic: str = ""
+
+
+def load_prompts_file(path) -> List[FilePrompt]:
+    """Read ``prompts_<seq>.json`` (``{'prompts': [{'object_id', 'frame_idx', 'lidar_xyz', 'image_uv'}, ...]}``)."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"prompts file {path}: {e}") from e
+    items = d.get("prompts") if isinstance(d, dict) else d
+    if not isinstance(items, list):
+        raise ValueError(f"prompts file {path}: expected a 'prompts' list")
+    out = []
+    for k, it in enumerate(items):
+        try:
+            xyz = it.get("lidar_xyz")
+            uv = it.get("image_uv")
+            fp = FilePrompt(object_id=int(it["object_id"]), frame_idx=int(it["frame_idx"]),
+                            lidar_xyz=None if xyz is None else np.asarray(xyz, np.float64).reshape(3),
+                            image_uv=None if uv is None else np.asarray(uv, np.float64).reshape(2),
+                            semantic=str(it.get("semantic", "")))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"prompts file {path}: prompt {k} is malformed ({e})") from e
+        if fp.object_id <= 0 or fp.frame_idx < 0:
+            raise ValueError(f"prompts file {path}: prompt {k}: object_id must be > 0 and frame_idx >= 0")
+        out.append(fp)
+    return out
+
+
+def _add_file_prompt(tr, fp: FilePrompt, s: EvalSettings) -> bool:
+    pm = s.prompt_modality if s.modalities == "both" else ("lidar" if s.modalities == "lidar" else "image")
+    img = fp.image_uv if pm in ("image", "both") else None
+    pts = fp.lidar_xyz if pm in ("lidar", "both") else None
+    if img is None and pts is None:
+        return False
+    tr.add_prompt(fp.object_id,
+                  image_points=None if img is None else img.reshape(1, 2).astype(np.float32),
+                  image_labels=None if img is None else np.ones(1, np.int64),
+                  lidar_points=None if pts is None else pts.reshape(1, 3).astype(np.float32),
+                  lidar_labels=None if pts is None else np.ones(1, np.int64))
+    return True
+
+
+def _evaluate_with_prompts(seq: SequenceLike, make_tracker, s: EvalSettings, meter: MeanMeter,
+                           prompts: List[FilePrompt], on_frame=None) -> MeanMeter:
+    if s.prompt != "1click":
+        raise ValueError(f"a prompts file holds one click per object; prompt {s.prompt!r} needs simulated clicks")
+    prompts = [p for p in prompts if p.frame_idx < len(seq)]
+    if s.max_objects > 0:
+        prompts = prompts[: s.max_objects]
+    baseline = s.protocol == "baseline"
+    if s.protocol == "frame":
+        by_frame: Dict[int, List[FilePrompt]] = {}
+        for p in prompts:
+            by_frame.setdefault(p.frame_idx, []).append(p)
+        for i in sorted(by_frame):
+            frame, labels = seq[i]
+            cam = frame.cameras[0].name if frame.cameras else ""
+            tr = make_tracker(s.use_ego_motion)
+            used = [p.object_id for p in by_frame[i] if _add_file_prompt(tr, p, s)]
+            if not used:
+                continue
+            res = tr.step(_view(frame, s))
+            _score(res, frame, labels, cam, meter, s, only=used)
+            if on_frame:
+                on_frame(i, frame, labels, res)
+        return meter
+    if not prompts:
+        return meter
+    tr = make_tracker(s.use_ego_motion)
+    started: List[int] = []
+    for i in range(min(p.frame_idx for p in prompts), len(seq)):
+        frame, labels = seq[i]
+        cam = frame.cameras[0].name if frame.cameras else ""
+        for p in prompts:
+            if p.frame_idx == i and _add_file_prompt(tr, p, s):
+                started.append(p.object_id)
+        res = tr.step(_view(frame, s))
+        _score(res, frame, labels, cam, meter, s, baseline, only=started)
+        if on_frame:
+            on_frame(i, frame, labels, res)
+    return meter
 
 
 def evaluate_sequence(seq: SequenceLike, make_tracker: Callable[[bool], object], s: EvalSettings,
-                      meter: Optional[MeanMeter] = None, seed: int = 0, on_frame=None) -> MeanMeter:
-    """Run one protocol on one sequence; returns the meter with ``image_iou``, ``image_F``, ``lidar_iou``."""
+                      meter: Optional[MeanMeter] = None, seed: int = 0, on_frame=None,
+                      prompts: Optional[List[FilePrompt]] = None) -> MeanMeter:
+    """Run one protocol on one sequence (clicks simulated, or from ``prompts``); returns the meter (see
+    :func:`summarize`).
+    """
     meter = meter if meter is not None else MeanMeter()
     if len(seq) == 0:
         return meter
-    runner = _Runner(make_tracker, s, seed)
     baseline = s.protocol == "baseline"
     if baseline:
         s = replace(s, modalities="camera", prompt_modality="image")
-        runner.s = s
+    if prompts is not None:
+        return _evaluate_with_prompts(seq, make_tracker, s, meter, prompts, on_frame)
+    runner = _Runner(make_tracker, s, seed)
     if s.protocol == "frame":
         step = max(1, len(seq) // max(1, s.clip_len))
         for i in range(0, len(seq), step):
@@ -214,11 +339,12 @@ def evaluate_sequence(seq: SequenceLike, make_tracker: Callable[[bool], object],
 
 
 def summarize(meter: MeanMeter) -> Dict[str, float]:
-    """Image mIoU, J&F (mean of J = IoU and F), LiDAR mIoU from a meter."""
-    j, f = meter.mean("image_iou"), meter.mean("image_F")
-    return {"image_mIoU": j, "J&F": 0.5 * (j + f) if np.isfinite(j) and np.isfinite(f) else float("nan"),
-            "lidar_mIoU": meter.mean("lidar_iou"), "n_image": meter.counts.get("image_iou", 0),
-            "n_lidar": meter.counts.get("lidar_iou", 0)}
+    """Headline mIoUs over present frames, false-positive rates over absent frames, DAVIS J&F over all frames."""
+    return {"image_mIoU": meter.mean("image_iou"), "image_fp": meter.mean("image_fp"),
+            "J&F": meter.mean("image_jf"), "lidar_mIoU": meter.mean("lidar_iou"),
+            "lidar_fp": meter.mean("lidar_fp"), "n_image": meter.counts.get("image_iou", 0),
+            "n_lidar": meter.counts.get("lidar_iou", 0), "n_image_absent": meter.counts.get("image_fp", 0),
+            "n_lidar_absent": meter.counts.get("lidar_fp", 0)}
 
 
 PAPER_SUITE: List[EvalSettings] = [

@@ -263,6 +263,11 @@ class SAM4D(nn.Module):
         with _timed(timings, "lidar_encoder", dev):
             lc = self.cfg.lidar
             pts_aug = pts
+            if lc.point_features == "height_above_ground" and len(pts):
+                from ..geometric import height_above_ground
+
+                pts = np.concatenate([np.asarray(pts)[:, :3], height_above_ground(pts)[:, None]], 1)
+                pts_aug = pts
             if lidar_aug is not None and len(pts):
                 pts_aug = pts.astype(np.float32, copy=True)
                 pts_aug[:, :3] = pts[:, :3] @ aug[:3, :3].T.astype(np.float32) + aug[:3, 3].astype(np.float32)

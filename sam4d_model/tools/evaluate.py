@@ -27,37 +27,59 @@ def _sequences(args):
             n = len(seq) if args.frames <= 0 else min(len(seq), args.frames)
             yield name, [(seq.frame(i), seq.labels(i)) for i in range(n)]
     else:
-        from ..data.synth import generate_drive
+        from ..data.synth import generate_drive, random_config
 
         for seed in [int(s) for s in args.synth_seeds.split(",")]:
-            yield f"synth_{seed}", list(generate_drive(seed, args.frames))
+            cfg = random_config(seed) if args.synth_random else None
+            yield f"synth_{seed}", list(generate_drive(seed, args.frames, config=cfg))
 
 
-def _suite(name: str, clip_len: int, max_objects: int):
+FLOOR_ROWS = [dict(method="geometric", protocol="frame", prompt="1click", prompt_modality="lidar"),
+              dict(method="geometric", protocol="stream", prompt="1click", prompt_modality="lidar"),
+              dict(method="geometric", protocol="frame", prompt="1click", prompt_modality="image")]
+
+
+def _suite(name: str, clip_len: int, max_objects: int, floor: bool = True):
+    """The settings of a suite, each table ending with the classical floor (``geometric`` rows) unless
+    ``floor`` is false.
+    """
     from ..eval.protocols import PAPER_SUITE, EvalSettings
 
     if name == "paper":
-        suite = PAPER_SUITE
+        suite = list(PAPER_SUITE)
     elif name == "quick":
         suite = [EvalSettings(protocol="stream", prompt="1click"),
                  EvalSettings(protocol="frame", prompt="1click"),
                  EvalSettings(protocol="stream", prompt="1click", prompt_modality="both", use_ego_motion=False),
                  EvalSettings(protocol="stream", prompt="1click", prompt_modality="both"),
                  EvalSettings(protocol="baseline", prompt="1click")]
+    elif name == "real":  # one click per object, as a prompts file gives it
+        suite = [EvalSettings(protocol="frame", prompt="1click", prompt_modality="lidar"),
+                 EvalSettings(protocol="stream", prompt="1click", prompt_modality="lidar"),
+                 EvalSettings(protocol="stream", prompt="1click", prompt_modality="lidar", use_ego_motion=False),
+                 EvalSettings(protocol="frame", prompt="1click", prompt_modality="image"),
+                 EvalSettings(protocol="stream", prompt="1click", prompt_modality="image")]
+    elif name == "floor":
+        suite = []
     else:
-        raise SystemExit(f"unknown suite {name!r} (paper, quick)")
+        raise SystemExit(f"unknown suite {name!r} (paper, quick, real, floor)")
+    if floor or name == "floor":
+        suite += [EvalSettings(**r) for r in FLOOR_ROWS]
     return [replace(s, clip_len=clip_len, max_objects=max_objects) for s in suite]
 
 
 def format_table(rows: List[Dict]) -> str:
-    """A plain-text table of results."""
-    head = f"{'setting':48s} {'img mIoU':>9s} {'J&F':>6s} {'LiDAR mIoU':>11s} {'n':>5s}"
+    """A plain-text table: headline mIoUs over present frames, false-positive rates over absent frames."""
+    head = (f"{'setting':50s} {'img mIoU':>9s} {'img FP':>7s} {'J&F':>6s} {'LiDAR mIoU':>11s} {'LiDAR FP':>9s} "
+            f"{'n img':>6s} {'n LiDAR':>8s}")
     lines = [head, "-" * len(head)]
     for r in rows:
         def f(x):
             return "   -" if x is None or not np.isfinite(x) else f"{x:.3f}"
-        lines.append(f"{r['setting']:48s} {f(r['image_mIoU']):>9s} {f(r['J&F']):>6s} {f(r['lidar_mIoU']):>11s} "
-                     f"{max(r['n_image'], r['n_lidar']):5d}")
+        lines.append(f"{r['setting']:50s} {f(r['image_mIoU']):>9s} {f(r['image_fp']):>7s} {f(r['J&F']):>6s} "
+                     f"{f(r['lidar_mIoU']):>11s} {f(r['lidar_fp']):>9s} {r['n_image']:6d} {r['n_lidar']:8d}")
+    lines.append("mIoU: frames where the object is present in that modality; FP: share of frames where it is absent "
+                 "with a non-empty prediction; J&F: DAVIS, all frames.")
     return "\n".join(lines)
 
 
@@ -67,18 +89,31 @@ def run(args) -> Dict:
 
     from ..eval.metrics import MeanMeter
     from ..eval.overlay import bev, overlay, save_png
-    from ..eval.protocols import evaluate_sequence, summarize
+    from ..eval.protocols import evaluate_sequence, load_prompts_file, summarize
+    from ..geometric import GeometricParams, GeometricTracker
     from ..tracker import StreamingTracker
     from .common import load_model
 
-    model, cfg = load_model(args.checkpoint, args.device, args.config)
+    suite = _suite(args.suite, args.clip_len, args.max_objects, floor=not args.no_floor)
+    floor_params = GeometricParams()
+    model, cfg = (None, None)
+    if any(s.method == "model" for s in suite):
+        model, cfg = load_model(args.checkpoint, args.device, args.config)
 
-    def make_tracker(ego: bool):
-        model.use_ego_motion = ego
-        return StreamingTracker(model, device=model.device, max_objects=16, use_ego_motion=ego)
+    def make_tracker_for(s):
+        if s.method == "geometric":
+            return lambda ego: GeometricTracker(floor_params, use_ego_motion=ego, max_objects=64)
+        return lambda ego: StreamingTracker(model, device=model.device, max_objects=64, use_ego_motion=ego,
+                                            lidar_refine=args.lidar_refine, image_from_lidar=args.image_from_lidar)
 
+    prompts = None
+    if args.prompts:
+        if not args.layout:
+            raise SystemExit("--prompts needs --layout (the clicks name frames of a real sequence)")
+        prompts = load_prompts_file(args.prompts)
     seqs = list(_sequences(args))
-    suite = _suite(args.suite, args.clip_len, args.max_objects)
+    if prompts is not None and len(seqs) != 1:
+        raise SystemExit(f"--prompts holds the clicks of one sequence; --layout has {len(seqs)} (use --seqs)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -92,7 +127,8 @@ def run(args) -> Dict:
                 if len(_shots) < args.overlays and i % max(1, s.clip_len // 2) == 0 and res.obj_ids:
                     _shots.append((i, frame, labels, res))
 
-            evaluate_sequence(seq, make_tracker, s, meter, seed=args.seed, on_frame=on_frame)
+            evaluate_sequence(seq, make_tracker_for(s), s, meter, seed=args.seed, on_frame=on_frame,
+                              prompts=prompts)
             for i, frame, labels, res in shots:
                 tag = s.name.replace("/", "_").replace("->", "-")
                 ids = np.zeros(len(frame.points), np.int32)
@@ -111,13 +147,18 @@ def run(args) -> Dict:
                 save_png(out / "overlays" / f"{name}_{tag}_f{i:03d}_bev.png", bev(frame.points, ids, gt_ids=gt))
         row = {"setting": s.name, **summarize(meter), "config": asdict(s)}
         rows.append(row)
-        tqdm.write(f"{s.name}: image mIoU {row['image_mIoU']:.3f}  LiDAR mIoU {row['lidar_mIoU']:.3f}")
-    result = {"checkpoint": args.checkpoint or "embedded", "model": cfg.name, "sequences": [n for n, _ in seqs],
-              "frames_per_sequence": args.frames, "results": rows, "seconds": time.time() - t0}
+        tqdm.write(f"{s.name}: image mIoU {row['image_mIoU']:.3f}  LiDAR mIoU {row['lidar_mIoU']:.3f} "
+                   f"(present frames)")
+    result = {"checkpoint": args.checkpoint or "embedded", "model": cfg.name if cfg else None,
+              "sequences": [n for n, _ in seqs], "prompts": args.prompts, "frames_per_sequence": args.frames,
+              "lidar_refine": args.lidar_refine, "image_from_lidar": args.image_from_lidar,
+              "floor": {"method": "geometric", **asdict(floor_params), "describe": floor_params.describe()},
+              "results": rows, "seconds": time.time() - t0}
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(result, indent=2, default=float))
     os.replace(tmp, out / "results.json")
     print(format_table(rows))
+    print(f"geometric floor: {floor_params.describe()}")
     print(f"wrote {out / 'results.json'} and overlays in {out / 'overlays'}")
     return result
 
@@ -184,10 +225,21 @@ def main(argv=None) -> int:
     p.add_argument("--layout", default=None, help="Waymo-4DSeg root (meta_infos/, pcds/, ...); default: synthetic")
     p.add_argument("--seqs", default=None, help="comma-separated sequence names in --layout (default: all)")
     p.add_argument("--synth-seeds", default="900001,900002", help="seeds of held-out synthetic test drives")
+    p.add_argument("--synth-random", action="store_true", help="synthetic drives with randomised sensor rigs "
+                   "(data.synth.random_config, as sam4d-train --synth-random)")
     p.add_argument("--frames", type=int, default=24, help="frames per sequence (<= 0: all)")
     p.add_argument("--clip-len", type=int, default=8)
-    p.add_argument("--max-objects", type=int, default=3)
-    p.add_argument("--suite", default="paper", help="paper | quick")
+    p.add_argument("--max-objects", type=int, default=3, help="objects per clip (with --prompts: the first N "
+                   "prompts of the file; <= 0: all)")
+    p.add_argument("--suite", default="paper", help="paper | quick | real (1 click per object: for --prompts) | "
+                   "floor (only the geometric rows)")
+    p.add_argument("--prompts", default=None, help="prompts file (prompts_<seq>.json: object_id, frame_idx, "
+                   "lidar_xyz, image_uv) instead of simulated clicks; with --layout and one sequence")
+    p.add_argument("--no-floor", action="store_true", help="leave out the classical geometric floor rows")
+    p.add_argument("--lidar-refine", default="none", help="tracker option: none | components (connectivity-aware "
+                   "refinement of the model's LiDAR masks, sam4d_model.geometric.refine_lidar_mask)")
+    p.add_argument("--image-from-lidar", action="store_true", help="tracker option: image masks from the hull "
+                   "of the LiDAR mask's projected points (cross-modal path) instead of the image decoder")
     p.add_argument("--overlays", type=int, default=2, help="overlay PNGs per setting and sequence")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--kitti", default=None, help="a KITTI raw drive (qualitative: clicks on frame 0, overlays)")

@@ -34,9 +34,12 @@ def parse_seeds(text: str) -> List[int]:
     return out
 
 
-def synth_sequences(seeds: List[int], frames: int, cache: str, width: int, height: int, progress: bool = True):
-    """Render (once, resumably) synthetic drives into a Waymo-4DSeg cache and open them."""
-    from ..data.synth import SynthDrive, sample_config, write_layout
+def synth_sequences(seeds: List[int], frames: int, cache: str, width: int, height: int, progress: bool = True,
+                    randomize: bool = False):
+    """Render (once, resumably) synthetic drives into a Waymo-4DSeg cache and open them (``randomize``: each
+    drive with its own :func:`~sam4d_model.data.synth.random_config` sensor rig; ``width``/``height`` unused).
+    """
+    from ..data.synth import SynthDrive, random_config, sample_config, write_layout
     from ..data.waymo4dseg import read_sequence
 
     seqs = []
@@ -44,7 +47,8 @@ def synth_sequences(seeds: List[int], frames: int, cache: str, width: int, heigh
         name = f"synth_{seed:06d}"
         meta = Path(cache) / "meta_infos" / f"{name}.pkl"
         if not meta.is_file():
-            drive = SynthDrive(seed, frames, sample_config(width=width, height=height))
+            cfg = random_config(seed) if randomize else sample_config(width=width, height=height)
+            drive = SynthDrive(seed, frames, cfg)
             write_layout(drive, cache, name, progress=progress)
         seqs.append(read_sequence(cache, name))
     return seqs
@@ -63,6 +67,8 @@ def main(argv=None) -> int:
     p.add_argument("--synth-frames", type=int, default=40)
     p.add_argument("--synth-cache", default=".cache/synth_train")
     p.add_argument("--synth-size", default="512x384", help="WxH of the synthetic camera")
+    p.add_argument("--synth-random", action="store_true", help="randomised sensor rigs per drive (sim-to-real: "
+                   "beams, FOV, noise, dropout, intensity, camera size/FOV/exposure/blur/JPEG; sam4d-synth --random)")
     d = TrainConfig()
     for f in fields(TrainConfig):
         if f.name in ("out_dir", "loss_weights"):
@@ -115,13 +121,14 @@ def main(argv=None) -> int:
         w, h = (int(x) for x in args.synth_size.lower().split("x"))
         if rank == 0:
             seqs = synth_sequences(parse_seeds(args.synth_seeds), args.synth_frames, args.synth_cache, w, h,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress, randomize=args.synth_random)
         if world > 1:
             import torch.distributed as dist
 
             dist.barrier()
         if rank != 0:
-            seqs = synth_sequences(parse_seeds(args.synth_seeds), args.synth_frames, args.synth_cache, w, h, False)
+            seqs = synth_sequences(parse_seeds(args.synth_seeds), args.synth_frames, args.synth_cache, w, h, False,
+                                   randomize=args.synth_random)
     final = train(cfg, seqs, progress=not args.no_progress)
     if rank == 0:
         print(f"weights: {final}")

@@ -1,0 +1,383 @@
+# Copyright 2026 The sam4d_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""Classical LiDAR geometry: ground removal, Euclidean region growing, LiDAR-mask -> image-mask projection.
+
+Three users, one implementation:
+
+* :class:`GeometricTracker`: the *classical floor* every evaluation table prints next to the model (same
+  ``add_prompt`` / ``step`` interface as :class:`~sam4d_model.tracker.StreamingTracker`). A click seeds Euclidean
+  region growing over the non-ground points; on later frames the previous mask's centroid, moved into the current
+  LiDAR frame by ego motion (``lidar2world``), is the next click.
+* :func:`refine_lidar_mask`: the tracker's optional connectivity-aware refinement of the model's LiDAR mask
+  (``StreamingTracker(lidar_refine=...)``).
+* :func:`lidar_mask_to_image`: the tracker's optional cross-modal image mask (the hull of the object's projected,
+  camera-visible points), for models whose image branch is weaker than their LiDAR branch.
+
+Ground: per ``ground_cell`` x ``ground_cell`` metre cell of the xy plane, the ``ground_percentile``-th percentile of
+the points' z plus ``ground_margin``; points below are ground. Region growing links non-ground points closer than
+``grow_radius``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+
+
+@dataclass
+class GeometricParams:
+    """Parameters of the classical method (printed with every table that shows the floor)."""
+
+    ground_cell: float = 2.0  # m, xy cell of the ground estimate
+    ground_percentile: float = 10.0  # percentile of z per cell taken as the ground height
+    ground_margin: float = 0.25  # m above the ground height still counted as ground
+    ground_neighbourhood: int = 1  # a cell's ground height is the lowest over (2k+1)^2 cells (cars fill a cell)
+    grow_radius: float = 0.6  # m, Euclidean linkage of region growing
+    seed_radius: float = 1.0  # m, a click further than this from every non-ground point seeds nothing
+    pixel_radius: float = 12.0  # px, image clicks pick the nearest-depth point projected within this radius
+    max_extent: float = 20.0  # m, region growing stops at this distance from the seed (walls, hedges)
+
+    def describe(self) -> str:
+        return (f"ground {self.ground_cell:g} m grid, p{self.ground_percentile:g} (lowest of "
+                f"{2 * self.ground_neighbourhood + 1}x{2 * self.ground_neighbourhood + 1} cells) + "
+                f"{self.ground_margin:g} m; "
+                f"growing {self.grow_radius:g} m, seed <= {self.seed_radius:g} m, extent <= {self.max_extent:g} m")
+
+
+# ------------------------------------------------------------------------------------------------------ geometry
+def ground_mask(xyz: np.ndarray, p: Optional[GeometricParams] = None) -> np.ndarray:
+    """``(N,)`` bool: points at most ``ground_margin`` above their estimated ground height."""
+    p = p or GeometricParams()
+    xyz = np.asarray(xyz, np.float64)
+    if len(xyz) == 0:
+        return np.zeros((0,), bool)
+    return xyz[:, 2] < ground_height(xyz, p) + p.ground_margin
+
+
+def ground_height(xyz: np.ndarray, p: Optional[GeometricParams] = None) -> np.ndarray:
+    """``(N,)`` estimated ground z under each point: the ``ground_percentile``-th z percentile of its
+    ``ground_cell`` cell, lowered to the lowest such value over ``ground_neighbourhood`` cells around it.
+    """
+    p = p or GeometricParams()
+    xyz = np.asarray(xyz, np.float64)
+    n = len(xyz)
+    if n == 0:
+        return np.zeros((0,))
+    k = max(0, int(p.ground_neighbourhood))
+    cell = np.floor(xyz[:, :2] / p.ground_cell).astype(np.int64)
+    cell -= cell.min(0) - k
+    ny = int(cell[:, 1].max()) + 1 + k
+    key = cell[:, 0] * ny + cell[:, 1]
+    order = np.lexsort((xyz[:, 2], key))
+    ks = key[order]
+    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+    counts = np.diff(np.r_[starts, n])
+    # percentile by rank inside each sorted cell (no interpolation)
+    rank = np.floor((counts - 1) * p.ground_percentile / 100.0).astype(np.int64)
+    ground_z = xyz[order[starts + rank], 2]
+    if k > 0:  # lowest cell ground height over the neighbourhood, on a dense grid of cells
+        nx = int(cell[:, 0].max()) + 1 + k
+        grid = np.full((nx, ny), np.inf)
+        cx, cy = ks[starts] // ny, ks[starts] % ny
+        grid[cx, cy] = ground_z
+        low = grid.copy()
+        for dx in range(-k, k + 1):
+            for dy in range(-k, k + 1):
+                low[k:nx - k, k:ny - k] = np.minimum(low[k:nx - k, k:ny - k],
+                                                     grid[k + dx:nx - k + dx, k + dy:ny - k + dy])
+        ground_z = low[cx, cy]
+    cell_of = np.repeat(np.arange(len(starts)), counts)
+    out = np.empty(n)
+    out[order] = ground_z[cell_of]
+    return out
+
+
+def height_above_ground(points: np.ndarray, p: Optional[GeometricParams] = None,
+                        clip: tuple = (-1.0, 4.0)) -> np.ndarray:
+    """``(N,)`` float32 height of each point above the estimated ground, clipped to ``clip`` metres; rows with
+    non-finite xyz get 0 (the model's point filter drops them).
+    """
+    p = p or GeometricParams()
+    pts = np.asarray(points)
+    out = np.zeros(len(pts), np.float32)
+    if len(pts) == 0:
+        return out
+    xyz = pts[:, :3].astype(np.float64)
+    ok = np.all(np.isfinite(xyz), axis=1) & (np.abs(xyz).max(1) < 1e4)
+    if ok.any():
+        out[ok] = np.clip(xyz[ok, 2] - ground_height(xyz[ok], p), clip[0], clip[1])
+    return out
+
+
+def _tree(xyz: np.ndarray):
+    from scipy.spatial import cKDTree
+
+    return cKDTree(xyz)
+
+
+def region_grow(xyz: np.ndarray, candidates: np.ndarray, seeds: np.ndarray, radius: float,
+                max_extent: float = np.inf) -> np.ndarray:
+    """``(N,)`` bool: the ``candidates`` reachable from ``seeds`` (indices) by hops shorter than ``radius``."""
+    xyz = np.asarray(xyz, np.float64)
+    out = np.zeros(len(xyz), bool)
+    cand_idx = np.flatnonzero(candidates)
+    seeds = np.asarray(seeds, np.int64).reshape(-1)
+    seeds = seeds[candidates[seeds]] if len(seeds) else seeds
+    if len(cand_idx) == 0 or len(seeds) == 0:
+        return out
+    centre = xyz[seeds].mean(0)
+    near = np.linalg.norm(xyz[cand_idx] - centre, axis=1) <= max_extent
+    cand_idx = cand_idx[near | np.isin(cand_idx, seeds)]
+    sub = xyz[cand_idx]
+    tree = _tree(sub)
+    pos = np.full(len(xyz), -1, np.int64)
+    pos[cand_idx] = np.arange(len(cand_idx))
+    visited = np.zeros(len(cand_idx), bool)
+    frontier = pos[seeds]
+    frontier = frontier[frontier >= 0]
+    visited[frontier] = True
+    while len(frontier):
+        nbrs = tree.query_ball_point(sub[frontier], radius, return_sorted=False)
+        flat = np.unique(np.fromiter((j for lst in nbrs for j in lst), np.int64))
+        new = flat[~visited[flat]] if len(flat) else flat
+        visited[new] = True
+        frontier = new
+    out[cand_idx[visited]] = True
+    return out
+
+
+def nearest_seed(xyz: np.ndarray, candidates: np.ndarray, point: np.ndarray, max_dist: float) -> Optional[int]:
+    """Index of the candidate point nearest ``point`` (xyz), or None when none is within ``max_dist``."""
+    idx = np.flatnonzero(candidates)
+    if len(idx) == 0:
+        return None
+    d = np.linalg.norm(np.asarray(xyz, np.float64)[idx, :3] - np.asarray(point, np.float64)[:3], axis=1)
+    j = int(np.argmin(d))
+    return int(idx[j]) if d[j] <= max_dist else None
+
+
+def project(xyz: np.ndarray, intrinsics: np.ndarray, camera2lidar: np.ndarray, width: int, height: int):
+    """Pixel coordinates ``(N, 2)``, depth ``(N,)`` and in-image flag ``(N,)`` of LiDAR points in a camera."""
+    xyz = np.asarray(xyz, np.float64)[:, :3]
+    lidar2cam = np.linalg.inv(np.asarray(camera2lidar, np.float64))
+    pc = xyz @ lidar2cam[:3, :3].T + lidar2cam[:3, 3]
+    z = pc[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uvw = pc @ np.asarray(intrinsics, np.float64).T
+        uv = uvw[:, :2] / uvw[:, 2:3]
+    ok = (z > 0.1) & np.all(np.isfinite(uv), axis=1)
+    ok &= (uv[:, 0] >= 0) & (uv[:, 0] <= width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= height - 1)
+    return uv, z, ok
+
+
+def pixel_seed(xyz: np.ndarray, candidates: np.ndarray, uv_click: np.ndarray, intrinsics: np.ndarray,
+               camera2lidar: np.ndarray, width: int, height: int, radius_px: float) -> Optional[int]:
+    """The nearest-depth candidate point projected within ``radius_px`` of an image click (None if none)."""
+    uv, z, ok = project(xyz, intrinsics, camera2lidar, width, height)
+    d = np.linalg.norm(uv - np.asarray(uv_click, np.float64).reshape(1, 2), axis=1)
+    sel = np.flatnonzero(ok & candidates & (d <= radius_px))
+    if len(sel) == 0:
+        return None
+    # nearest surface: the smallest depth among the points near the click, ties broken by pixel distance
+    zmin = z[sel].min()
+    front = sel[z[sel] <= zmin + 1.0]
+    return int(front[np.argmin(d[front])])
+
+
+def lidar_mask_to_image(xyz: np.ndarray, mask: np.ndarray, intrinsics: np.ndarray, camera2lidar: np.ndarray,
+                        width: int, height: int, occlusion: bool = True, pad_bottom: float = 0.0) -> np.ndarray:
+    """``(H, W)`` bool: the convex hull of the camera-visible projected points of a LiDAR mask.
+
+    ``occlusion``: a point counts as visible only if no other point projects within 2 px at a depth more than
+    0.5 m smaller (a coarse z-buffer on the point cloud). ``pad_bottom``: extend the hull downwards by this
+    fraction of its height (LiDAR rarely sees the bottom of an object).
+    """
+    import cv2
+
+    out = np.zeros((height, width), bool)
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return out
+    uv, z, ok = project(xyz, intrinsics, camera2lidar, width, height)
+    sel = np.flatnonzero(mask & ok)
+    if len(sel) == 0:
+        return out
+    if occlusion:
+        # coarse z-buffer: nearest depth per 2x2 px cell over all points; a mask point is hidden when a
+        # neighbouring cell holds a point more than 0.5 m nearer
+        cell = 2.0
+        gw, gh = int(width // cell) + 3, int(height // cell) + 3
+        zbuf = np.full(gw * gh, np.inf)
+        g = np.floor(uv[ok] / cell).astype(np.int64) + 1
+        np.minimum.at(zbuf, g[:, 1] * gw + g[:, 0], z[ok])
+        gs = np.floor(uv[sel] / cell).astype(np.int64) + 1
+        vis = np.ones(len(sel), bool)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                vis &= zbuf[(gs[:, 1] + dy) * gw + gs[:, 0] + dx] >= z[sel] - 0.5
+        sel = sel[vis]
+        if len(sel) == 0:
+            return out
+    pts = uv[sel]
+    if len(pts) >= 3:
+        hull = cv2.convexHull(pts.astype(np.float32))
+        h = hull.reshape(-1, 2)
+        if pad_bottom > 0:
+            ymin, ymax = h[:, 1].min(), h[:, 1].max()
+            low = h[:, 1] > (ymin + ymax) / 2
+            h = np.concatenate([h, h[low] + np.array([0.0, pad_bottom * (ymax - ymin)], np.float32)], 0)
+            h = cv2.convexHull(h.astype(np.float32)).reshape(-1, 2)
+        img = np.zeros((height, width), np.uint8)
+        cv2.fillConvexPoly(img, np.round(h).astype(np.int32), 1)
+        out = img > 0
+    for u, v in np.round(pts).astype(np.int64):
+        out[min(max(v, 0), height - 1), min(max(u, 0), width - 1)] = True
+    return out
+
+
+def refine_lidar_mask(xyz: np.ndarray, mask: np.ndarray, p: Optional[GeometricParams] = None,
+                      seeds: Optional[np.ndarray] = None, min_share: float = 0.2,
+                      ground: Optional[np.ndarray] = None) -> np.ndarray:
+    """Connectivity-aware refinement of a LiDAR mask: drop its ground points, then keep the connected
+    non-ground components (``grow_radius`` linkage, within ``max_extent`` of the seed) that hold at least
+    ``min_share`` of the mask's non-ground points, completed to the whole component; ``seeds`` (indices, e.g. the
+    clicked point) always keep their component.
+    """
+    p = p or GeometricParams()
+    xyz = np.asarray(xyz, np.float64)
+    mask = np.asarray(mask, bool)
+    ng = ~(ground_mask(xyz, p) if ground is None else ground)
+    m = mask & ng
+    seeds = np.zeros((0,), np.int64) if seeds is None else np.asarray(seeds, np.int64).reshape(-1)
+    if not m.any() and len(seeds) == 0:
+        return np.zeros(len(xyz), bool)
+    out = np.zeros(len(xyz), bool)
+    if len(seeds):
+        out |= region_grow(xyz, ng, seeds, p.grow_radius, p.max_extent)
+    rest = m & ~out
+    total = int(m.sum())
+    while rest.any():
+        s = int(np.flatnonzero(rest)[0])
+        comp = region_grow(xyz, ng, np.array([s]), p.grow_radius, p.max_extent)
+        share = int((comp & m).sum()) / max(total, 1)
+        if share >= min_share:
+            out |= comp
+        rest &= ~comp
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ tracker
+@dataclass
+class _Obj:
+    seed_world: Optional[np.ndarray] = None  # xyz in the world frame to seed the next frame
+    pending_lidar: List[np.ndarray] = field(default_factory=list)
+    pending_image: List[np.ndarray] = field(default_factory=list)
+    pending_mask: Optional[np.ndarray] = None
+    camera: Union[int, str] = 0
+
+
+class GeometricTracker:
+    """The classical floor with the :class:`~sam4d_model.tracker.StreamingTracker` interface.
+
+    Positive clicks seed region growing (LiDAR clicks: the nearest non-ground point within ``seed_radius``; image
+    clicks: the nearest-depth non-ground point projected within ``pixel_radius``); boxes and negative clicks are
+    ignored; a LiDAR mask prompt is taken as the mask. Image masks are the hull of the object's projected points
+    (:func:`lidar_mask_to_image`). An object whose seed finds no point is reported empty on that frame and keeps
+    its last seed.
+    """
+
+    def __init__(self, params: Optional[GeometricParams] = None, use_ego_motion: bool = True,
+                 max_objects: int = 16):
+        self.params = params or GeometricParams()
+        self.use_ego_motion = bool(use_ego_motion)
+        self.max_objects = int(max_objects)
+        self._objs: Dict[int, _Obj] = {}
+        self._t = 0
+
+    @property
+    def object_ids(self) -> List[int]:
+        return sorted(self._objs)
+
+    def reset(self) -> None:
+        self._objs.clear()
+        self._t = 0
+
+    def remove_object(self, obj_id: int) -> bool:
+        return self._objs.pop(int(obj_id), None) is not None
+
+    def add_prompt(self, obj_id: int, camera: Union[int, str] = 0, image_points=None, image_labels=None,
+                   image_box=None, lidar_points=None, lidar_labels=None, lidar_box=None, image_mask=None,
+                   lidar_mask=None) -> None:
+        obj_id = int(obj_id)
+        if obj_id not in self._objs and len(self._objs) >= self.max_objects:
+            raise ValueError(f"cannot add object {obj_id}: max_objects={self.max_objects} reached")
+        o = self._objs.setdefault(obj_id, _Obj())
+        o.camera = camera
+        if lidar_points is not None:
+            pts = np.asarray(lidar_points, np.float64).reshape(-1, 3)
+            lab = np.ones(len(pts)) if lidar_labels is None else np.asarray(lidar_labels).reshape(-1)
+            o.pending_lidar += [q for q, lb in zip(pts, lab) if lb == 1]
+        if image_points is not None:
+            pts = np.asarray(image_points, np.float64).reshape(-1, 2)
+            lab = np.ones(len(pts)) if image_labels is None else np.asarray(image_labels).reshape(-1)
+            o.pending_image += [q for q, lb in zip(pts, lab) if lb == 1]
+        if lidar_mask is not None:
+            o.pending_mask = np.asarray(lidar_mask, bool).reshape(-1)
+
+    def step(self, frame):
+        from .tracker import TrackResult
+
+        p = self.params
+        xyz = np.asarray(frame.points, np.float64)[:, :3] if len(frame.points) else np.zeros((0, 3))
+        n = len(xyz)
+        finite = np.all(np.isfinite(xyz), axis=1)
+        xyz_f = np.where(finite[:, None], xyz, 0.0)
+        ids = self.object_ids
+        res = TrackResult(obj_ids=list(ids), frame_index=self._t)
+        self._t += 1
+        ground = np.zeros(n, bool)
+        if finite.any():
+            ground[finite] = ground_mask(xyz_f[finite], p)
+        ng = finite & ~ground
+        pose = np.asarray(frame.lidar2world, np.float64) if self.use_ego_motion else np.eye(4)
+        inv = np.linalg.inv(pose)
+        masks = np.zeros((len(ids), n), bool)
+        for j, oid in enumerate(ids):
+            o = self._objs[oid]
+            seeds: List[int] = []
+            if o.pending_mask is not None and len(o.pending_mask) == n:
+                masks[j] = o.pending_mask & finite
+            for q in o.pending_lidar:
+                s = nearest_seed(xyz_f, ng, q, p.seed_radius)
+                if s is not None:
+                    seeds.append(s)
+            if o.pending_image and frame.cameras:
+                ci = o.camera if isinstance(o.camera, int) else \
+                    next((k for k, c in enumerate(frame.cameras) if c.name == o.camera), 0)
+                c = frame.cameras[min(max(ci, 0), len(frame.cameras) - 1)]
+                for q in o.pending_image:
+                    s = pixel_seed(xyz_f, ng, q, c.intrinsics, c.camera2lidar, c.width, c.height, p.pixel_radius)
+                    if s is not None:
+                        seeds.append(s)
+            had_prompt = bool(o.pending_lidar or o.pending_image or o.pending_mask is not None)
+            o.pending_lidar, o.pending_image, o.pending_mask = [], [], None
+            if not had_prompt and o.seed_world is not None:
+                q = inv[:3, :3] @ o.seed_world + inv[:3, 3]
+                s = nearest_seed(xyz_f, ng, q, p.seed_radius)
+                if s is not None:
+                    seeds.append(s)
+            if seeds:
+                masks[j] |= region_grow(xyz_f, ng, np.array(seeds), p.grow_radius, p.max_extent)
+            if masks[j].any():
+                c_l = xyz_f[masks[j]].mean(0)
+                o.seed_world = pose[:3, :3] @ c_l + pose[:3, 3]
+        res.point_masks = masks
+        res.point_scores = masks.astype(np.float32)
+        res.image_masks = [np.stack([lidar_mask_to_image(xyz_f, masks[j], c.intrinsics, c.camera2lidar, c.width,
+                                                          c.height) for j in range(len(ids))], 0)
+                           if ids else np.zeros((0, c.height, c.width), bool) for c in frame.cameras]
+        res.object_scores = masks.any(1).astype(np.float32)
+        res.iou_scores = res.object_scores.copy()
+        return res
