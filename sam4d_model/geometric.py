@@ -25,6 +25,8 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
+from .data.geometry import invert_transform, project_points, transform_points
+
 
 @dataclass
 class GeometricParams:
@@ -118,8 +120,11 @@ def _tree(xyz: np.ndarray):
 
 
 def region_grow(xyz: np.ndarray, candidates: np.ndarray, seeds: np.ndarray, radius: float,
-                max_extent: float = np.inf) -> np.ndarray:
-    """``(N,)`` bool: the ``candidates`` reachable from ``seeds`` (indices) by hops shorter than ``radius``."""
+                max_extent: float = np.inf, tree=None) -> np.ndarray:
+    """``(N,)`` bool: the ``candidates`` within ``max_extent`` of the seeds' centre reachable from ``seeds``
+    (indices) by hops shorter than ``radius``. ``tree``: a ``cKDTree`` over ``xyz[candidates]``, for callers that
+    grow many regions over the same candidates.
+    """
     xyz = np.asarray(xyz, np.float64)
     out = np.zeros(len(xyz), bool)
     cand_idx = np.flatnonzero(candidates)
@@ -127,16 +132,14 @@ def region_grow(xyz: np.ndarray, candidates: np.ndarray, seeds: np.ndarray, radi
     seeds = seeds[candidates[seeds]] if len(seeds) else seeds
     if len(cand_idx) == 0 or len(seeds) == 0:
         return out
-    centre = xyz[seeds].mean(0)
-    near = np.linalg.norm(xyz[cand_idx] - centre, axis=1) <= max_extent
-    cand_idx = cand_idx[near | np.isin(cand_idx, seeds)]
     sub = xyz[cand_idx]
-    tree = _tree(sub)
+    tree = _tree(sub) if tree is None else tree
     pos = np.full(len(xyz), -1, np.int64)
     pos[cand_idx] = np.arange(len(cand_idx))
-    visited = np.zeros(len(cand_idx), bool)
     frontier = pos[seeds]
-    frontier = frontier[frontier >= 0]
+    allowed = np.linalg.norm(sub - xyz[seeds].mean(0), axis=1) <= max_extent
+    allowed[frontier] = True
+    visited = ~allowed
     visited[frontier] = True
     while len(frontier):
         nbrs = tree.query_ball_point(sub[frontier], radius, return_sorted=False)
@@ -144,7 +147,7 @@ def region_grow(xyz: np.ndarray, candidates: np.ndarray, seeds: np.ndarray, radi
         new = flat[~visited[flat]] if len(flat) else flat
         visited[new] = True
         frontier = new
-    out[cand_idx[visited]] = True
+    out[cand_idx[visited & allowed]] = True
     return out
 
 
@@ -160,16 +163,24 @@ def nearest_seed(xyz: np.ndarray, candidates: np.ndarray, point: np.ndarray, max
 
 def project(xyz: np.ndarray, intrinsics: np.ndarray, camera2lidar: np.ndarray, width: int, height: int):
     """Pixel coordinates ``(N, 2)``, depth ``(N,)`` and in-image flag ``(N,)`` of LiDAR points in a camera."""
-    xyz = np.asarray(xyz, np.float64)[:, :3]
-    lidar2cam = np.linalg.inv(np.asarray(camera2lidar, np.float64))
-    pc = xyz @ lidar2cam[:3, :3].T + lidar2cam[:3, 3]
-    z = pc[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        uvw = pc @ np.asarray(intrinsics, np.float64).T
-        uv = uvw[:, :2] / uvw[:, 2:3]
+    uv, z = project_points(transform_points(invert_transform(camera2lidar), xyz), intrinsics)
     ok = (z > 0.1) & np.all(np.isfinite(uv), axis=1)
     ok &= (uv[:, 0] >= 0) & (uv[:, 0] <= width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= height - 1)
     return uv, z, ok
+
+
+def finite_xyz(points: np.ndarray):
+    """``(xyz (N, 3) float64 with non-finite rows set to 0, finite (N,) bool)`` of a cloud."""
+    pts = np.asarray(points)
+    xyz = pts[:, :3].astype(np.float64) if pts.ndim == 2 and len(pts) else np.zeros((0, 3))
+    finite = np.all(np.isfinite(xyz), axis=1)
+    return np.where(finite[:, None], xyz, 0.0), finite
+
+
+def image_masks_from_lidar(xyz: np.ndarray, masks: np.ndarray, cameras) -> List[np.ndarray]:
+    """Per camera ``(O, H, W)`` bool: :func:`lidar_mask_to_image` of each of the ``(O, N)`` LiDAR masks."""
+    return [np.stack([lidar_mask_to_image(xyz, m, c.intrinsics, c.camera2lidar, c.width, c.height) for m in masks],
+                     0) if len(masks) else np.zeros((0, c.height, c.width), bool) for c in cameras]
 
 
 def pixel_seed(xyz: np.ndarray, candidates: np.ndarray, uv_click: np.ndarray, intrinsics: np.ndarray,
@@ -254,13 +265,14 @@ def refine_lidar_mask(xyz: np.ndarray, mask: np.ndarray, p: Optional[GeometricPa
     if not m.any() and len(seeds) == 0:
         return np.zeros(len(xyz), bool)
     out = np.zeros(len(xyz), bool)
+    tree = _tree(xyz[ng]) if ng.any() else None
     if len(seeds):
-        out |= region_grow(xyz, ng, seeds, p.grow_radius, p.max_extent)
+        out |= region_grow(xyz, ng, seeds, p.grow_radius, p.max_extent, tree)
     rest = m & ~out
     total = int(m.sum())
     while rest.any():
         s = int(np.flatnonzero(rest)[0])
-        comp = region_grow(xyz, ng, np.array([s]), p.grow_radius, p.max_extent)
+        comp = region_grow(xyz, ng, np.array([s]), p.grow_radius, p.max_extent, tree)
         share = int((comp & m).sum()) / max(total, 1)
         if share >= min_share:
             out |= comp
@@ -330,10 +342,8 @@ class GeometricTracker:
         from .tracker import TrackResult
 
         p = self.params
-        xyz = np.asarray(frame.points, np.float64)[:, :3] if len(frame.points) else np.zeros((0, 3))
-        n = len(xyz)
-        finite = np.all(np.isfinite(xyz), axis=1)
-        xyz_f = np.where(finite[:, None], xyz, 0.0)
+        xyz_f, finite = finite_xyz(frame.points)
+        n = len(xyz_f)
         ids = self.object_ids
         res = TrackResult(obj_ids=list(ids), frame_index=self._t)
         self._t += 1
@@ -375,9 +385,7 @@ class GeometricTracker:
                 o.seed_world = pose[:3, :3] @ c_l + pose[:3, 3]
         res.point_masks = masks
         res.point_scores = masks.astype(np.float32)
-        res.image_masks = [np.stack([lidar_mask_to_image(xyz_f, masks[j], c.intrinsics, c.camera2lidar, c.width,
-                                                          c.height) for j in range(len(ids))], 0)
-                           if ids else np.zeros((0, c.height, c.width), bool) for c in frame.cameras]
+        res.image_masks = image_masks_from_lidar(xyz_f, masks, frame.cameras)
         res.object_scores = masks.any(1).astype(np.float32)
         res.iou_scores = res.object_scores.copy()
         return res

@@ -277,13 +277,10 @@ class StreamingTracker:
         from . import geometric as geo
 
         gp = self.geometric_params
-        pts = np.asarray(frame.points)
-        if pts.ndim != 2 or len(pts) == 0 or not res.obj_ids:
+        xyz, finite = geo.finite_xyz(frame.points)
+        if len(xyz) == 0 or not res.obj_ids or not res.point_masks.size:
             return
-        xyz = pts[:, :3].astype(np.float64)
-        finite = np.all(np.isfinite(xyz), axis=1)
-        xyz = np.where(finite[:, None], xyz, 0.0)
-        if self.lidar_refine == "components" and res.point_masks.size:
+        if self.lidar_refine == "components":
             ground = np.ones(len(xyz), bool)
             ground[finite] = geo.ground_mask(xyz[finite], gp)
             for j, oid in enumerate(res.obj_ids):
@@ -291,10 +288,8 @@ class StreamingTracker:
                          if (s := geo.nearest_seed(xyz, ~ground, q, gp.seed_radius)) is not None]
                 res.point_masks[j] = geo.refine_lidar_mask(xyz, res.point_masks[j], gp, np.array(seeds, np.int64),
                                                            ground=ground)
-        if self.image_from_lidar and res.point_masks.size:
-            res.image_masks = [np.stack([geo.lidar_mask_to_image(xyz, res.point_masks[j] & finite, c.intrinsics,
-                                                                 c.camera2lidar, c.width, c.height)
-                                         for j in range(len(res.obj_ids))], 0) for c in frame.cameras]
+        if self.image_from_lidar:
+            res.image_masks = geo.image_masks_from_lidar(xyz, res.point_masks & finite[None], frame.cameras)
 
     def _make_result(self, ids: List[int], frame: Frame, feats: FrameFeatures, out, n: int) -> TrackResult:
         o = len(ids)
