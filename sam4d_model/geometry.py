@@ -91,6 +91,9 @@ class VoxelPyramid:
     spatial_shape: List[int]
     levels: List[VoxelLevel]
     _interp: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
+    #: per-frame structures derived from the levels by the sparse convolutions (neighbour pairs, child groups),
+    #: keyed by ``(kind, stride)``; built once per pyramid and shared by every module that convolves it.
+    conv_cache: Dict[Tuple[str, int], object] = field(default_factory=dict, repr=False)
 
     @property
     def num_points(self) -> int:

@@ -89,3 +89,56 @@ def test_torch_backend_is_deterministic(cloud):
     nm = st.neighbour_map(pyr, 1)
     a, b = st.subm_conv(x, w, nm), st.subm_conv(x, w, nm)
     assert torch.equal(a, b)
+
+
+def _dense_subm(x, weight, nmap):
+    """The textbook form: gather all 27 neighbours (zeros where empty) and multiply once."""
+    v, cin = x.shape
+    xz = torch.cat([x, x.new_zeros((1, cin))], 0)
+    idx = torch.where(nmap >= 0, nmap, torch.full_like(nmap, v))
+    return xz[idx.t().reshape(-1)].reshape(v, 27 * cin) @ weight.permute(1, 2, 3, 4, 0).reshape(27 * cin, -1)
+
+
+def test_per_offset_ops_equal_dense_forms_forward_and_backward(cloud):
+    """The per-offset sparse ops compute what the dense all-offsets forms compute, values and gradients."""
+    pyr, _ = cloud
+    torch.manual_seed(3)
+    fine = pyr.level(1)
+    x = torch.randn(pyr.num_voxels(1), 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 3, 3, 3, 4, dtype=torch.float64, requires_grad=True)
+    nm = st.neighbour_map(pyr, 1)
+    got, ref = st.subm_conv(x, w, st.pyramid_pairs(pyr, 1)), _dense_subm(x, w, nm)
+    torch.testing.assert_close(got, ref)
+    g1 = torch.autograd.grad(got.sin().sum(), (x, w))
+    g2 = torch.autograd.grad(ref.sin().sum(), (x, w))
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)
+    # stride-2 down / up against "multiply all 8 child kernels, keep the child's one"
+    wd = torch.randn(6, 2, 2, 2, 4, dtype=torch.float64)
+    w8 = wd.permute(4, 1, 2, 3, 0).reshape(4, 8 * 6)
+    v = x.shape[0]
+    sel = (x @ w8).view(v, 8, 6)[torch.arange(v), fine.child_offset]
+    ref_down = torch.zeros(pyr.num_voxels(2), 6, dtype=torch.float64).index_add(0, fine.parent, sel)
+    torch.testing.assert_close(st.down_conv(x, wd, fine.parent, fine.child_offset, pyr.num_voxels(2)), ref_down)
+    xc = torch.randn(pyr.num_voxels(2), 6, dtype=torch.float64)
+    wu = torch.randn(3, 2, 2, 2, 6, dtype=torch.float64)
+    ref_up = (xc @ wu.permute(4, 1, 2, 3, 0).reshape(6, 24)).view(-1, 8, 3)[fine.parent, fine.child_offset]
+    torch.testing.assert_close(st.up_conv(xc, wu, fine.parent, fine.child_offset, st.pyramid_groups(pyr, 1)), ref_up)
+
+
+def test_batched_up_down_modules_match_dense_forms(cloud):
+    from sam4d_model.modeling.lidar_encoder import SparseDown2x, SparseUp2x
+
+    pyr, _ = cloud
+    torch.manual_seed(4)
+    lvl = pyr.level(4)
+    down, up = SparseDown2x(3, 5).double(), SparseUp2x(5, 2).double()
+    x = torch.randn(2, pyr.num_voxels(4), 3, dtype=torch.float64)
+    v = x.shape[1]
+    y = (x @ down.weight).view(2, v, 8, 5)[:, torch.arange(v), lvl.child_offset]
+    ref = torch.zeros(2, pyr.num_voxels(8), 5, dtype=torch.float64).index_add(1, lvl.parent, y) + down.bias
+    got = down(x, pyr, 4)
+    torch.testing.assert_close(got, ref)
+    ref_up = (got @ up.weight).view(2, -1, 8, 2)[:, lvl.parent, lvl.child_offset] + up.bias
+    torch.testing.assert_close(up(got, pyr, 4), ref_up)
+    assert ("groups", 4) in pyr.conv_cache  # built once per pyramid, shared by both modules

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..config import SAM4DConfig
 from ..geometry import VoxelPyramid, scatter_mean
-from .sparse_torch import minkunet_forward_torch
+from .sparse_torch import grouped_down, grouped_up, minkunet_forward_torch, pyramid_groups
 
 
 def _bn(c: int) -> nn.Module:
@@ -175,7 +175,8 @@ class SparseUp2x(nn.Module):
     """Sparse transposed convolution, kernel 2 / stride 2, on pyramid levels (batched over dim 0).
 
     Every fine voxel has exactly one parent; its output is ``W[offset] @ x[parent] + b`` where ``offset`` is the
-    child's position (0..7) in the parent cell. Equivalent to ``spconv.SparseInverseConv3d(k=2)``.
+    child's position (0..7) in the parent cell. Equivalent to ``spconv.SparseInverseConv3d(k=2)``; computed with
+    one matmul per child offset on the pyramid's cached :class:`~sam4d_model.modeling.sparse_torch.ChildGroups`.
     """
 
     def __init__(self, cin: int, cout: int):
@@ -185,10 +186,10 @@ class SparseUp2x(nn.Module):
         nn.init.kaiming_uniform_(self.weight.T, a=5 ** 0.5)
         self.bias = nn.Parameter(torch.zeros(cout))
 
-    def forward(self, x: torch.Tensor, parent: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-        b, v, _ = x.shape
-        y = (x @ self.weight.to(x.dtype)).view(b, v, 8, self.cout)
-        return y[:, parent, offset] + self.bias.to(y.dtype)
+    def forward(self, x: torch.Tensor, pyr: VoxelPyramid, fine_stride: int) -> torch.Tensor:
+        """``x`` (B, V at ``2 * fine_stride``, cin) -> (B, V at ``fine_stride``, cout)."""
+        w8 = self.weight.to(x.dtype).view(-1, 8, self.cout).transpose(0, 1)
+        return grouped_up(x, w8, pyramid_groups(pyr, fine_stride)) + self.bias.to(x.dtype)
 
 
 class SparseDown2x(nn.Module):
@@ -201,10 +202,8 @@ class SparseDown2x(nn.Module):
         nn.init.kaiming_uniform_(self.weight.T, a=5 ** 0.5)
         self.bias = nn.Parameter(torch.zeros(cout))
 
-    def forward(self, x: torch.Tensor, parent: torch.Tensor, offset: torch.Tensor, num_parents: int) -> torch.Tensor:
-        b, v, _ = x.shape
-        y = (x @ self.weight.to(x.dtype)).view(b, v, 8, self.cout)
-        y = y[:, torch.arange(v, device=x.device), offset]
-        out = y.new_zeros((b, num_parents, self.cout))
-        out.index_add_(1, parent, y)
+    def forward(self, x: torch.Tensor, pyr: VoxelPyramid, fine_stride: int) -> torch.Tensor:
+        """``x`` (B, V at ``fine_stride``, cin) -> (B, V at ``2 * fine_stride``, cout)."""
+        w8 = self.weight.to(x.dtype).view(-1, 8, self.cout).transpose(0, 1)
+        out = grouped_down(x, w8, pyramid_groups(pyr, fine_stride), pyr.num_voxels(2 * fine_stride))
         return out + self.bias.to(out.dtype)

@@ -91,17 +91,16 @@ class SAM4DMaskDecoder(nn.Module):
         b, t, c = src.shape
         keys, obj, iou, mtok = self._run_transformer(src.transpose(1, 2).unsqueeze(-1),
                                                      pos.transpose(1, 2).unsqueeze(-1), sparse)
-        l8, l4 = pyr.level(8), pyr.level(4)
-        x = self.pts_up1(keys, l8.parent, l8.child_offset) + feat_s8.to(keys.dtype)
+        x = self.pts_up1(keys, pyr, 8) + feat_s8.to(keys.dtype)
         x = self.act(self.pts_norm1(x))
-        x = self.act(self.pts_up2(x, l4.parent, l4.child_offset) + feat_s4.to(x.dtype))
+        x = self.act(self.pts_up2(x, pyr, 4) + feat_s4.to(x.dtype))
         hyper = torch.stack([m(mtok[:, i]) for i, m in enumerate(self.pts_hypernetworks_mlps)], 1)
         vox = hyper @ x.transpose(1, 2)
         if self.point_interp == "trilinear":
             idx, w = pyr.trilinear(4)
             masks = (vox[:, :, idx] * w.to(vox.dtype)).sum(-1)
         else:
-            masks = vox[:, :, l4.point2vox]
+            masks = vox[:, :, pyr.level(4).point2vox]
         return {"masks": masks, "voxel_masks": vox, "iou": iou, "obj": obj, "tokens": mtok}
 
     def stability(self, logits: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from sam2.modeling.sam.transformer import Attention
 from torch import nn
 
 from ..config import SAM4DConfig
-from ..geometry import VoxelPyramid, scatter_mean_batched
+from ..geometry import LEVEL_STRIDES, VoxelPyramid, scatter_mean_batched
 from .lidar_encoder import SparseDown2x
 
 
@@ -93,6 +93,5 @@ class LidarMemoryEncoder(nn.Module):
         l1 = pyr.level(1)
         x = scatter_mean_batched(point_mask_for_mem.unsqueeze(-1), l1.point2vox, l1.coords.shape[0])
         for i, (down, norm) in enumerate(zip(self.downs, self.norms)):
-            lf = pyr.levels[i]
-            x = F.gelu(norm(down(x, lf.parent, lf.child_offset, pyr.levels[i + 1].coords.shape[0])))
+            x = F.gelu(norm(down(x, pyr, LEVEL_STRIDES[i])))
         return self.out_proj(self.fuser(self.pix_feat_proj(tokens) + self.mask_proj(x)))

@@ -93,8 +93,8 @@ class LidarPromptEncoder(nn.Module):
         t = pyr.num_voxels(16)
         if point_masks is None:
             return self.no_mask_embed.weight.view(1, 1, -1).expand(batch, t, -1)
-        l4, l8 = pyr.level(4), pyr.level(8)
+        l4 = pyr.level(4)
         x = scatter_mean_batched(point_masks.float().unsqueeze(-1), l4.point2vox, l4.coords.shape[0])
-        x = self.act(self.norm1(self.down1(x, l4.parent, l4.child_offset, l8.coords.shape[0])))
-        x = self.act(self.norm2(self.down2(x, l8.parent, l8.child_offset, t)))
+        x = self.act(self.norm1(self.down1(x, pyr, 4)))
+        x = self.act(self.norm2(self.down2(x, pyr, 8)))
         return self.proj(x)

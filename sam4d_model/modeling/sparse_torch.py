@@ -8,10 +8,17 @@ and is slow. This module runs the *same modules with the same weights* (the spco
 the pyramid's voxel sets, so the LiDAR encoder trains on CPU and checkpoints are interchangeable:
 
 * submanifold 3x3x3 convolution: for each of the 27 offsets, the neighbour of every active voxel is found by
-  binary search of its linear key among the level's sorted keys; the gathered features ``(V, 27 * C_in)`` are
-  multiplied once by the reshaped kernel;
-* kernel-2 stride-2 convolution: every fine voxel adds ``x @ W[child_offset]`` to its parent;
-* kernel-2 inverse convolution: every fine voxel takes ``x[parent] @ W[child_offset]``.
+  binary search of its linear key among the level's sorted keys (:func:`neighbour_map`), turned once per level
+  into the list of existing (output, input) pairs per offset (:class:`ConvPairs`); each offset multiplies only
+  the inputs that exist (on LiDAR scans 1-17 of the 27, so far fewer FLOPs than a dense ``(V, 27 C)`` gather)
+  and its products are scattered into the output in one ``index_add``;
+* kernel-2 stride-2 convolution: every fine voxel adds ``x @ W[child_offset]`` to its parent, computed per
+  child offset (8 groups) instead of multiplying all 8 kernels and keeping one;
+* kernel-2 inverse convolution: every fine voxel takes ``x[parent] @ W[child_offset]``, also per child offset.
+
+Both pair structures (:class:`ConvPairs`, :class:`ChildGroups`) are cached on the pyramid, so they are built
+once per frame and reused by every convolution of that level and stride, in the backbone and in the prompt,
+memory and decoder up/down convolutions.
 
 Outputs are in pyramid order (sorted linear keys) at strides 16, 8 and 4, exactly like the spconv path after
 reordering. Equivalence with spconv is tested.
@@ -20,7 +27,8 @@ reordering. Equivalence with spconv is tested.
 from __future__ import annotations
 
 import itertools
-from typing import Dict, List
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Union
 
 import torch
 from torch import nn
@@ -46,38 +54,139 @@ def neighbour_map(pyr: VoxelPyramid, stride: int) -> torch.Tensor:
     return torch.where(found, pos, torch.full_like(pos, -1))
 
 
-def subm_conv(x: torch.Tensor, weight: torch.Tensor, nmap: torch.Tensor) -> torch.Tensor:
-    """Submanifold convolution with a spconv weight ``(out, k, k, k, in)`` (k = 1 or 3) on features ``(V, in)``."""
+@dataclass
+class ConvPairs:
+    """Existing neighbour pairs of a level, grouped by 3x3x3 offset (the centre offset is the identity).
+
+    ``inputs`` holds, offset after offset (centre excluded), the input voxel of every pair; ``outputs`` the
+    output voxel of the same pair; ``bounds[k]`` / ``bounds[k + 1]`` delimit offset ``k``'s slice (a python list,
+    so slicing costs nothing).
+    """
+
+    num_voxels: int
+    inputs: torch.Tensor
+    outputs: torch.Tensor
+    bounds: List[int]
+    offsets: List[int]
+
+
+def conv_pairs(nmap: torch.Tensor) -> ConvPairs:
+    """Neighbour pairs per offset of a :func:`neighbour_map` (offsets with no pair are left out)."""
+    v = nmap.shape[1]
+    ins, outs, bounds, offs = [], [], [0], []
+    for k in range(nmap.shape[0]):
+        if k == 13:
+            continue
+        o = torch.nonzero(nmap[k] >= 0).flatten()
+        if o.numel() == 0:
+            continue
+        ins.append(nmap[k, o])
+        outs.append(o)
+        offs.append(k)
+        bounds.append(bounds[-1] + int(o.numel()))
+    e = nmap.new_zeros((0,))
+    return ConvPairs(v, torch.cat(ins) if ins else e, torch.cat(outs) if outs else e, bounds, offs)
+
+
+def pyramid_pairs(pyr: VoxelPyramid, stride: int) -> ConvPairs:
+    """:func:`conv_pairs` of a pyramid level, computed once and cached on the pyramid."""
+    key = ("pairs", stride)
+    if key not in pyr.conv_cache:
+        pyr.conv_cache[key] = conv_pairs(neighbour_map(pyr, stride))
+    return pyr.conv_cache[key]
+
+
+@dataclass
+class ChildGroups:
+    """Fine voxels of a level grouped by child offset (0..7) within their parent cell.
+
+    ``order`` lists the fine voxels group after group, ``bounds`` delimit the groups, ``inverse`` undoes
+    ``order`` and ``parent`` is ``parent[order]``.
+    """
+
+    order: torch.Tensor
+    inverse: torch.Tensor
+    parent: torch.Tensor
+    bounds: List[int]
+
+
+def child_groups(parent: torch.Tensor, offset: torch.Tensor) -> ChildGroups:
+    """Group fine voxels by ``offset`` (a stable sort keeps the voxel order inside each group)."""
+    order = torch.sort(offset, stable=True).indices
+    counts = torch.bincount(offset, minlength=8).tolist()
+    bounds = [0]
+    for c in counts:
+        bounds.append(bounds[-1] + c)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    return ChildGroups(order, inverse, parent[order], bounds)
+
+
+def pyramid_groups(pyr: VoxelPyramid, stride: int) -> ChildGroups:
+    """:func:`child_groups` of the level at ``stride`` (towards ``2 * stride``), cached on the pyramid."""
+    key = ("groups", stride)
+    if key not in pyr.conv_cache:
+        lvl = pyr.level(stride)
+        pyr.conv_cache[key] = child_groups(lvl.parent, lvl.child_offset)
+    return pyr.conv_cache[key]
+
+
+def subm_conv(x: torch.Tensor, weight: torch.Tensor, pairs: Optional[Union[ConvPairs, torch.Tensor]]
+              ) -> torch.Tensor:
+    """Submanifold convolution with a spconv weight ``(out, k, k, k, in)`` (k = 1 or 3) on features ``(V, in)``.
+
+    ``pairs`` is the level's :class:`ConvPairs` (a raw :func:`neighbour_map` is accepted too); unused for k = 1.
+    """
     cout, k = weight.shape[0], weight.shape[1]
     cin = weight.shape[-1]
     if k == 1:
         # spconv's 1x1x1 fast path multiplies by the raw weight memory viewed as (in, out); match it exactly so
         # that weights are interchangeable between the two backends.
         return x @ weight.reshape(cin, cout)
-    v = x.shape[0]
-    xz = torch.cat([x, x.new_zeros((1, cin))], 0)  # row V = zeros for missing neighbours
-    idx = torch.where(nmap >= 0, nmap, torch.full_like(nmap, v))  # (27, V)
-    gathered = xz[idx.t().reshape(-1)].reshape(v, 27 * cin)
-    w = weight.permute(1, 2, 3, 4, 0).reshape(27 * cin, cout)
-    return gathered @ w
+    if not isinstance(pairs, ConvPairs):
+        pairs = conv_pairs(pairs)
+    w = weight.permute(1, 2, 3, 4, 0).reshape(27, cin, cout)
+    y = x @ w[13]
+    if not pairs.offsets:
+        return y
+    xi = x[pairs.inputs]
+    b = pairs.bounds
+    prod = torch.cat([xi[b[j]:b[j + 1]] @ w[k] for j, k in enumerate(pairs.offsets)])
+    return y.index_add(0, pairs.outputs, prod)
+
+
+def _kernel8(weight: torch.Tensor) -> torch.Tensor:
+    cout, cin = weight.shape[0], weight.shape[-1]
+    return weight.permute(1, 2, 3, 4, 0).reshape(8, cin, cout)
 
 
 def down_conv(x: torch.Tensor, weight: torch.Tensor, parent: torch.Tensor, offset: torch.Tensor,
-              num_parents: int) -> torch.Tensor:
+              num_parents: int, groups: Optional[ChildGroups] = None) -> torch.Tensor:
     """Kernel-2 stride-2 convolution (spconv ``SparseConv3d`` weight ``(out, 2, 2, 2, in)``)."""
-    cout, cin = weight.shape[0], weight.shape[-1]
-    v = x.shape[0]
-    w = weight.permute(4, 1, 2, 3, 0).reshape(cin, 8 * cout)
-    y = (x @ w).view(v, 8, cout)[torch.arange(v, device=x.device), offset]  # (V, out)
-    out = x.new_zeros((num_parents, cout))
-    return out.index_add(0, parent, y)
+    return grouped_down(x, _kernel8(weight), groups or child_groups(parent, offset), num_parents)
 
 
-def up_conv(x: torch.Tensor, weight: torch.Tensor, parent: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+def up_conv(x: torch.Tensor, weight: torch.Tensor, parent: torch.Tensor, offset: torch.Tensor,
+            groups: Optional[ChildGroups] = None) -> torch.Tensor:
     """Kernel-2 inverse convolution (spconv ``SparseInverseConv3d`` weight ``(out, 2, 2, 2, in)``)."""
-    cout, cin = weight.shape[0], weight.shape[-1]
-    w = weight.permute(4, 1, 2, 3, 0).reshape(cin, 8 * cout)
-    return (x @ w).view(x.shape[0], 8, cout)[parent, offset]
+    return grouped_up(x, _kernel8(weight), groups or child_groups(parent, offset))
+
+
+def grouped_down(x: torch.Tensor, w8: torch.Tensor, g: ChildGroups, num_parents: int) -> torch.Tensor:
+    """``out[parent[i]] += x[i] @ w8[offset[i]]`` with one matmul per child offset; ``x`` is ``(..., V, in)``."""
+    xs = x.index_select(-2, g.order)
+    b = g.bounds
+    y = torch.cat([xs[..., b[o]:b[o + 1], :] @ w8[o] for o in range(8) if b[o + 1] > b[o]], dim=-2)
+    out = y.new_zeros(y.shape[:-2] + (num_parents, y.shape[-1]))
+    return out.index_add(out.dim() - 2, g.parent, y)
+
+
+def grouped_up(x: torch.Tensor, w8: torch.Tensor, g: ChildGroups) -> torch.Tensor:
+    """``out[i] = x[parent[i]] @ w8[offset[i]]`` with one matmul per child offset; ``x`` is ``(..., P, in)``."""
+    xp = x.index_select(-2, g.parent)
+    b = g.bounds
+    y = torch.cat([xp[..., b[o]:b[o + 1], :] @ w8[o] for o in range(8) if b[o + 1] > b[o]], dim=-2)
+    return y.index_select(-2, g.inverse)
 
 
 def _run_seq(seq: nn.Module, x: torch.Tensor, ctx: Dict) -> torch.Tensor:
@@ -98,13 +207,14 @@ def _run_seq(seq: nn.Module, x: torch.Tensor, ctx: Dict) -> torch.Tensor:
                 x = x + m.bias
         elif isinstance(m, spconv.SparseInverseConv3d):
             fine = ctx["pyr"].level(ctx["stride"] // 2)
-            x = up_conv(x, m.weight, fine.parent, fine.child_offset)
+            x = up_conv(x, m.weight, fine.parent, fine.child_offset, pyramid_groups(ctx["pyr"], ctx["stride"] // 2))
             ctx["stride"] //= 2
             ctx["nmap"] = ctx["nmaps"][ctx["stride"]]
         elif isinstance(m, spconv.SparseConv3d):
             fine = ctx["pyr"].level(ctx["stride"])
+            groups = pyramid_groups(ctx["pyr"], ctx["stride"])
             ctx["stride"] *= 2
-            x = down_conv(x, m.weight, fine.parent, fine.child_offset, ctx["pyr"].num_voxels(ctx["stride"]))
+            x = down_conv(x, m.weight, fine.parent, fine.child_offset, ctx["pyr"].num_voxels(ctx["stride"]), groups)
             ctx["nmap"] = ctx["nmaps"][ctx["stride"]]
         elif isinstance(m, (nn.BatchNorm1d, nn.ReLU, nn.Identity, nn.LeakyReLU)):
             x = m(x)
@@ -118,7 +228,7 @@ def _run_seq(seq: nn.Module, x: torch.Tensor, ctx: Dict) -> torch.Tensor:
 def minkunet_forward_torch(backbone: nn.Module, voxel_features: torch.Tensor, pyr: VoxelPyramid
                            ) -> Dict[int, torch.Tensor]:
     """Run a :class:`~sam4d_model.modeling.lidar_encoder.MinkUNet` with torch ops; features per stride {16, 8, 4}."""
-    nmaps = {s: neighbour_map(pyr, s) for s in (1, 2, 4, 8, 16)}
+    nmaps = {s: pyramid_pairs(pyr, s) for s in (1, 2, 4, 8, 16)}
     ctx = {"pyr": pyr, "stride": 1, "nmaps": nmaps, "nmap": nmaps[1]}
     x = _run_seq(backbone.stem, voxel_features, ctx)
     feats: List[torch.Tensor] = []
