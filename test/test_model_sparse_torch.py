@@ -142,3 +142,34 @@ def test_batched_up_down_modules_match_dense_forms(cloud):
     ref_up = (got @ up.weight).view(2, -1, 8, 2)[:, lvl.parent, lvl.child_offset] + up.bias
     torch.testing.assert_close(up(got, pyr, 4), ref_up)
     assert ("groups", 4) in pyr.conv_cache  # built once per pyramid, shared by both modules
+
+
+def test_cpu_inference_uses_spconv_on_one_thread_with_the_torch_paths_numbers():
+    """Inference on CPU ('auto') runs spconv single-threaded: same outputs as the torch path, threads restored."""
+    from sam4d_model.config import load_config
+    from sam4d_model.modeling.lidar_encoder import SAM4DLidarEncoder
+
+    torch.manual_seed(5)
+    enc = SAM4DLidarEncoder(load_config("sam4d_tiny")).eval()
+    rng = np.random.default_rng(5)
+    ang = rng.uniform(-np.pi, np.pi, 6000)
+    r = rng.uniform(3, 40, 6000)
+    pts = np.stack([r * np.cos(ang), r * np.sin(ang), rng.uniform(-1.8, 1.0, 6000), rng.random(6000)], 1)
+    pyr = build_voxel_pyramid(pts.astype(np.float32), 0.15, 1)
+    cpu = torch.device("cpu")
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert enc.backend_for(cpu) == "torch"  # gradients on: the differentiable path
+        with torch.no_grad():
+            assert enc.backend_for(cpu) == "spconv"
+            auto = [enc(pyr) for _ in range(3)]
+            assert torch.get_num_threads() == 2
+            enc.backend = "torch"
+            ref = enc(pyr)
+    finally:
+        torch.set_num_threads(n)
+    for out in auto:
+        for k in ("tokens", "feat_s8", "feat_s4"):
+            torch.testing.assert_close(out[k], ref[k], atol=1e-5, rtol=1e-5)
+        assert torch.equal(out["tokens"], auto[0]["tokens"])  # no thread race
