@@ -32,9 +32,17 @@ def drive():
     return SynthDrive(3, 40)  # default sensor config (640x480, 64 x 1024)
 
 
+CLUTTER = {"bush", "fence", "bin", "bollard", "barrier"}
+
+
 def test_scene_content(drive):
     classes = {o.cls for o in drive.objects}
-    assert set(CLASS_NAMES[1:]) <= classes, classes
+    assert set(CLASS_NAMES[1:]) - CLUTTER <= classes, classes
+    assert not classes & CLUTTER  # street clutter only when asked for: default scenes stay as they were
+    cluttered = SynthDrive(3, 40, SynthConfig(clutter_density=1.5, parking_gap=(0.4, 1.0)))
+    assert CLUTTER <= {o.cls for o in cluttered.objects}
+    parked = sorted(o.s0 for o in cluttered.objects if o.cls == "car" and o.speed == 0 and o.lateral < 0)
+    assert len(parked) > len([o for o in drive.objects if o.cls == "car" and o.speed == 0 and o.lateral < 0])
     assert 5.0 <= drive.ego_speed <= 15.0
     moving = [o for o in drive.objects if o.speed > 0]
     assert len(moving) > 5

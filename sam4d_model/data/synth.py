@@ -27,7 +27,8 @@ from ..types import CameraFrame, Frame, FrameLabels
 from .geometry import invert_transform, make_transform, rot_y, rot_z
 
 #: Class names of synthetic objects; index = class id used in ``FrameLabels.point_class`` (0 = no object).
-CLASS_NAMES = ["none", "car", "truck", "pedestrian", "cyclist", "pole", "tree", "traffic_cone", "building"]
+CLASS_NAMES = ["none", "car", "truck", "pedestrian", "cyclist", "pole", "tree", "traffic_cone", "building",
+               "bush", "fence", "bin", "bollard", "barrier"]
 CLASS_IDS = {n: i for i, n in enumerate(CLASS_NAMES)}
 
 #: Point columns of synthetic sweeps (all float32 in the arrays; ``ring`` holds small integers).
@@ -59,6 +60,9 @@ class SynthConfig:
     range_noise_std: float = 0.005
     range_noise_clip: float = 0.015  # keeps every point within 1.5 cm of the true surface
     dropout: float = 0.03
+    #: extra LiDAR dropout on object surfaces, a fixed share per object in [0, object_dropout] (dark paint, glass,
+    #: wet or absorbing surfaces: real cars hold 5-8x fewer points than rendered ones at 10-30 m, synth_vs_real.py)
+    object_dropout: float = 0.0
     #: beam elevations: ``uniform`` spacing, or ``nonuniform`` (denser near the horizon, like HDL-64/VLP-32C)
     elev_spacing: str = "uniform"
     lidar_pitch_deg: float = 0.0  # mounting tilt of the LiDAR about its y axis (positive = looking down)
@@ -71,6 +75,8 @@ class SynthConfig:
     white_balance: Tuple[float, float, float] = (1.0, 1.0, 1.0)  # per-channel gains
     blur_sigma: float = 0.0  # px, Gaussian
     jpeg_quality: int = 0  # > 0: JPEG round trip at this quality (artefacts in the image itself)
+    saturation: float = 1.0  # colour saturation gain (real nuScenes frames are far greyer than the default)
+    overcast: float = 0.0  # 0 clear blue sky and directional sun, 1 grey sky and flat light
     # timing
     rate_hz: float = 10.0
     start_time: float = 1_700_000_000.0
@@ -84,6 +90,10 @@ class SynthConfig:
     building_density: float = 1.0
     car_density: float = 1.0
     pedestrian_density: float = 1.0
+    #: street clutter per metre of sidewalk (bushes, low walls and fences, bins, bollards, barriers); 0 = none.
+    #: Real clouds hold 2-4x more points 0.2-2 m above the ground than the default scenes (synth_vs_real.py).
+    clutter_density: float = 0.0
+    parking_gap: Tuple[float, float] = (2.5, 2.5)  # m between parked cars (uniform range; small = occluding rows)
     render_distance: float = 160.0
     pixel_noise: float = 2.0  # std of additive image noise, in 8-bit levels
 
@@ -135,7 +145,8 @@ def random_config(seed: int, **overrides) -> SynthConfig:
     """A randomised sensor rig and scene density for drive ``seed`` (deterministic): 16/32/64/128-beam LiDARs
     with their vertical FOVs, uniform or non-uniform beam spacing, azimuth resolution, mounting height and tilt,
     range noise, 5-30 % dropout, intensity model, sweep skew (20k-150k points); camera size, field of view,
-    height and pitch, exposure, white balance, noise, blur, JPEG; object densities. ``overrides`` win.
+    height and pitch, exposure, white balance, saturation, overcast sky, noise, blur, JPEG; object densities,
+    street clutter and parking-row gaps. ``overrides`` win.
     """
     rng = np.random.default_rng([int(seed), 424242])
     beams = int(rng.choice([16, 32, 64, 128], p=[0.15, 0.35, 0.35, 0.15]))
@@ -153,14 +164,16 @@ def random_config(seed: int, **overrides) -> SynthConfig:
         lidar_xyz=(float(rng.uniform(0.8, 1.5)), 0.0, float(rng.uniform(1.5, 2.1))),
         lidar_pitch_deg=float(rng.uniform(-2.0, 2.0)),
         range_noise_std=noise_std, range_noise_clip=3.0 * noise_std,
-        dropout=float(rng.uniform(0.05, 0.30)),
+        dropout=float(rng.uniform(0.05, 0.30)), object_dropout=float(rng.uniform(0.0, 0.8)),
         intensity_model=str(rng.choice(["default", "none", "raw255", "saturated"], p=[0.4, 0.2, 0.2, 0.2])),
         sweep_skew=bool(rng.uniform() < 0.5),
-        exposure=float(np.exp(rng.uniform(np.log(0.55), np.log(1.5)))),
+        exposure=float(np.exp(rng.uniform(np.log(0.55), np.log(2.2)))),
         white_balance=tuple(float(x) for x in rng.uniform(0.85, 1.15, 3)),
         blur_sigma=float(rng.choice([0.0, rng.uniform(0.4, 1.5)])),
         jpeg_quality=int(rng.choice([0, int(rng.integers(35, 95))])),
         pixel_noise=float(rng.uniform(1.0, 8.0)),
+        saturation=float(rng.uniform(0.2, 1.2)), overcast=float(rng.choice([0.0, rng.uniform(0.3, 1.0)])),
+        clutter_density=float(rng.uniform(0.5, 2.0)), parking_gap=(0.4, float(rng.uniform(0.8, 2.5))),
         car_density=float(rng.uniform(0.5, 2.0)), pedestrian_density=float(rng.uniform(0.3, 2.0)),
         building_density=float(rng.uniform(0.5, 1.5)), speed_range=(2.0, float(rng.uniform(4.0, 15.0))),
     )
@@ -454,6 +467,37 @@ def _cone(rng) -> List[Part]:
                  albedo2=(0.95, 0.95, 0.95))]
 
 
+def _bush(rng) -> List[Part]:
+    r = rng.uniform(0.4, 0.9)
+    return [Part(SPHERE, (0.0, 0.0, r * rng.uniform(0.5, 0.9)), (r,), (0.18, 0.38, 0.14), 0.35, TEX_FOLIAGE)]
+
+
+def _fence(rng) -> List[Part]:
+    length, h = rng.uniform(3.0, 12.0), rng.uniform(0.5, 1.3)
+    col = [(0.55, 0.55, 0.55), (0.45, 0.32, 0.2), (0.75, 0.72, 0.65), (0.2, 0.35, 0.2)][rng.integers(4)]
+    return [Part(BOX, (0.0, 0.0, h / 2), (length / 2, rng.uniform(0.05, 0.25), h / 2), col, 0.5, TEX_BUILDING,
+                 albedo2=tuple(c * 0.6 for c in col))]
+
+
+def _bin(rng) -> List[Part]:
+    col = [(0.1, 0.3, 0.12), (0.15, 0.15, 0.16), (0.2, 0.3, 0.6), (0.6, 0.6, 0.58)][rng.integers(4)]
+    return [Part(BOX, (0.0, 0.0, 0.5), (rng.uniform(0.25, 0.4), rng.uniform(0.25, 0.4), rng.uniform(0.4, 0.6)), col,
+                 0.5, TEX_PLAIN)]
+
+
+def _bollard(rng) -> List[Part]:
+    return [Part(FRUSTUM, (0.0, 0.0, 0.0), (0.1, 0.09, rng.uniform(0.7, 1.1)), (0.3, 0.3, 0.32), 0.7, TEX_METAL)]
+
+
+def _barrier(rng) -> List[Part]:
+    return [Part(BOX, (0.0, 0.0, 0.45), (rng.uniform(0.8, 1.5), 0.25, 0.45), (0.85, 0.85, 0.82), 0.8, TEX_CONE,
+                 albedo2=(0.9, 0.3, 0.1))]
+
+
+_CLUTTER = [("bush", _bush, 0.35), ("fence", _fence, 0.2), ("bin", _bin, 0.2), ("bollard", _bollard, 0.15),
+            ("barrier", _barrier, 0.1)]
+
+
 def _building(rng, length: float) -> List[Part]:
     depth, height = rng.uniform(8, 16), rng.uniform(6, 25)
     col = [(0.7, 0.65, 0.55), (0.6, 0.35, 0.3), (0.8, 0.8, 0.78), (0.5, 0.5, 0.55), (0.75, 0.7, 0.5)][rng.integers(5)]
@@ -560,7 +604,9 @@ class SynthDrive:
                     parts = _car(rng) if rng.uniform() < 0.9 else _truck(rng)
                     self._add("car" if len(parts) == 2 and parts[0].tex == TEX_CARBODY and parts[1].tex == TEX_GLASS
                               else "truck", parts, s, lat_park, flip=(side > 0) ^ (rng.uniform() < 0.1))
-                    s += 2 * parts[0].size[0] + 2.5 if parts[1].tex == TEX_GLASS else 11.0
+                    g0, g1 = cfg.parking_gap
+                    gap = rng.uniform(g0, g1) if g1 > g0 else g0
+                    s += 2 * parts[0].size[0] + gap if parts[1].tex == TEX_GLASS else 11.0
                     continue
                 if u < 0.55:
                     for j in range(int(rng.integers(2, 5))):
@@ -604,6 +650,21 @@ class SynthDrive:
                         self._add("truck" if truck else "car", parts, s, lat, speed, oncoming)
                         s += 2 * parts[0].size[0] + (9.0 if truck else 0.0)
                     s += rng.uniform(8, 40)
+        # street clutter behind the walking zone and at the kerb (drawn after everything else, so the scenes of
+        # clutter_density 0 are the same as before it existed)
+        if cfg.clutter_density > 0:
+            names, makers, probs = zip(*_CLUTTER)
+            probs = np.asarray(probs) / np.sum(probs)
+            for side in (-1, 1):
+                s = lo + rng.uniform(0, 8)
+                while s < hi:
+                    k = int(rng.choice(len(names), p=probs))
+                    parts = makers[k](rng)
+                    zone = rng.uniform()
+                    lat = side * (road_half + (0.3 if zone < 0.3 else sw - rng.uniform(0.3, 0.8)))
+                    self._add(names[k], parts, s, lat, yaw_offset=0.0 if names[k] == "fence" else rng.uniform(-3, 3))
+                    s += (parts[0].size[0] * 2 if names[k] == "fence" else 0.0) + rng.exponential(
+                        6.0 / cfg.clutter_density)
         # a few pedestrians standing at the kerb of the parking strip, away from parked cars is not guaranteed,
         # so they stand on the sidewalk edge instead
         for _ in range(int(6 * cfg.pedestrian_density)):
@@ -856,6 +917,9 @@ class SynthDrive:
         keep = rng_m >= cfg.min_range
         cos_inc = np.abs(np.sum(nrm * dirs_w[hit], axis=1))
         drop_p = cfg.dropout + 0.25 * (refl < 0.12) + 0.3 * (cos_inc < 0.05)
+        if cfg.object_dropout > 0:
+            share = ((inst.astype(np.int64) * 2654435761) % 1000) / 1000.0  # fixed per object, over frames too
+            drop_p = drop_p + np.where(inst > 0, cfg.object_dropout * share, 0.0)
         keep &= rng.uniform(size=len(hit)) >= drop_p
         noise = np.clip(rng.normal(0.0, cfg.range_noise_std, len(hit)), -cfg.range_noise_clip, cfg.range_noise_clip)
         r_noisy = rng_m + noise
@@ -887,6 +951,8 @@ class SynthDrive:
         hit, pts_w, nrm, inst, cls, alb, refl = self._surface(oc, dirs_c, tb, pid, prims)
         zen = np.clip(dirs_c[:, 2], 0.0, 1.0)[:, None]
         sky = (0.75, 0.85, 0.95) * (1 - zen) + np.array([0.3, 0.5, 0.85]) * zen
+        if cfg.overcast > 0:
+            sky = sky * (1 - cfg.overcast) + cfg.overcast * (np.array([0.86, 0.87, 0.88]) - 0.12 * zen)
         img = sky.copy()
         sun = np.array([0.4, -0.3, 0.85])
         sun /= np.linalg.norm(sun)
@@ -894,10 +960,15 @@ class SynthDrive:
         nrm = np.where(nd[:, None] > 0, -nrm, nrm)  # face the viewer
         lam = np.clip(nrm @ sun, 0.0, 1.0)
         shade = 0.38 + 0.62 * lam + 0.08 * nrm[:, 2]
+        if cfg.overcast > 0:
+            shade = shade * (1 - cfg.overcast) + cfg.overcast * (0.62 + 0.18 * nrm[:, 2])
         col = alb * shade[:, None]
         fog = (1.0 - np.exp(-tb[hit] / 350.0))[:, None]
         img[hit] = col * (1 - fog) + sky[hit] * fog
         img = img.reshape(h, w, 3)
+        if cfg.saturation != 1.0:
+            grey = img @ np.array([0.299, 0.587, 0.114])
+            img = grey[..., None] + cfg.saturation * (img - grey[..., None])
         if cfg.exposure != 1.0 or tuple(cfg.white_balance) != (1.0, 1.0, 1.0):
             img = img * cfg.exposure * np.asarray(cfg.white_balance, np.float64)[None, None, :]
         if cfg.blur_sigma > 0:
