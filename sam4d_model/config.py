@@ -92,6 +92,9 @@ class MemoryConfig:
     sigmoid_bias: float = -10.0
     mask_downsampler_channels: List[int] = field(default_factory=lambda: [4, 16, 64, 256])
     fuser_layers: int = 2
+    #: LiDAR memory tokens stored per frame: 1 = every stride-16 token (the paper); 2 = the mean of each 2x2x2 cell
+    #: of them (stride 32: ~4x fewer memory tokens for memory attention to attend over; an approximation).
+    lidar_pool: int = 1
 
 
 @dataclass
@@ -136,6 +139,8 @@ class SAM4DConfig:
 
     def validate(self) -> "SAM4DConfig":
         """Check the invariants the code relies on; returns ``self``."""
+        if self.memory.lidar_pool not in (1, 2):
+            raise ValueError(f"memory.lidar_pool must be 1 or 2, got {self.memory.lidar_pool}")
         if self.memory.mem_dim != self.d_model:
             raise ValueError(f"memory.mem_dim ({self.memory.mem_dim}) must equal d_model ({self.d_model})")
         if self.d_model % 8 != 0:

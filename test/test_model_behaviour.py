@@ -184,3 +184,30 @@ def test_predictor_clip_api(model):
     back = [fi for fi, _ in pred.propagate(state, reverse=True)]
     assert back == [2, 1, 0]
     np.testing.assert_equal(len(state.obj_ids), 2)
+
+
+def test_pooled_lidar_memory_stores_cell_means_and_tracks():
+    """memory.lidar_pool 2: each stored LiDAR memory token is the mean of one 2x2x2 cell of stride-16 tokens."""
+    from sam4d_model.tracker import StreamingTracker
+
+    torch.manual_seed(0)
+    cfg = load_config("sam4d_tiny")
+    cfg.memory.lidar_pool = 2
+    m = build_sam4d(cfg)
+    frames = [make_frame(n=4000, seed=s, index=s) for s in range(3)]
+    tr = StreamingTracker(m, max_objects=1)
+    tr.add_prompt(1, lidar_points=[frames[0].points[0, :3]])
+    for f in frames:
+        res = tr.step(f)
+        assert res.point_masks.shape == (1, len(f.points))
+    e = tr._memories[1][-1]
+    with torch.inference_mode():
+        feats = m.encode_frame(frames[-1])
+    coarse = feats.pyr.level(16).coords // 2
+    cells, inv = torch.unique(coarse, dim=0, return_inverse=True)
+    assert e.pts_mem.shape[0] == e.pts_xyz.shape[0] == cells.shape[0] < feats.pts_xyz.shape[0]
+    want = torch.stack([feats.pts_xyz[inv == c].mean(0) for c in range(cells.shape[0])])
+    torch.testing.assert_close(e.pts_xyz, want)
+    with pytest.raises(ValueError, match="lidar_pool"):
+        cfg.memory.lidar_pool = 3
+        cfg.validate()

@@ -21,7 +21,14 @@ from sam2.modeling.sam2_utils import MLP
 from torch import nn
 
 from ..config import SAM4DConfig
-from ..geometry import VoxelPyramid, build_voxel_pyramid, image_aug_matrix, transform_points
+from ..geometry import (
+    VoxelPyramid,
+    build_voxel_pyramid,
+    image_aug_matrix,
+    scatter_mean,
+    scatter_mean_batched,
+    transform_points,
+)
 from ..types import Frame
 from .image_encoder import SAM4DImageEncoder
 from .lidar_encoder import SAM4DLidarEncoder
@@ -606,6 +613,16 @@ class SAM4D(nn.Module):
         lam = (obj_logit > 0).float().unsqueeze(-1)
         return lam * ptr + (1 - lam) * self.no_obj_ptr
 
+    @staticmethod
+    def _lidar_pool_cells(pyr: VoxelPyramid, pool: int) -> Tuple[torch.Tensor, int]:
+        """Cell of every stride-16 token in the ``pool``-times coarser grid (cached on the pyramid), and the count."""
+        key = ("memory_pool", pool)
+        if key not in pyr.conv_cache:
+            coarse = pyr.level(16).coords // pool
+            _, inv = torch.unique(coarse, dim=0, return_inverse=True)
+            pyr.conv_cache[key] = (inv, int(inv.max()) + 1 if inv.numel() else 0)
+        return pyr.conv_cache[key]
+
     def encode_memory(self, feats: FrameFeatures, out: StepOutput, ptr_img: Optional[torch.Tensor],
                       ptr_pts: Optional[torch.Tensor], prompted: Sequence[bool]) -> List[MemoryEntry]:
         """Encode the predicted masks of every object into new memory entries (detached)."""
@@ -631,6 +648,11 @@ class SAM4D(nn.Module):
                                               feats.pyr).float()
             absent = (out.pts_obj <= 0).float()[:, None, None]
             pts_mem = m + absent * self.pts_no_obj_embed_spatial
+        mem_xyz = feats.pts_xyz
+        if feats.has_lidar and mc.lidar_pool > 1:
+            cell, n_cells = self._lidar_pool_cells(feats.pyr, mc.lidar_pool)
+            pts_mem = scatter_mean_batched(pts_mem, cell, n_cells)
+            mem_xyz = scatter_mean(feats.pts_xyz, cell, n_cells)
         entries = []
         for i in range(o):
             entries.append(MemoryEntry(
@@ -638,7 +660,7 @@ class SAM4D(nn.Module):
                 img_hw=feats.img_hw,
                 img_mem=None if img_mem is None else img_mem[i].detach(),
                 pts_mem=None if pts_mem is None else pts_mem[i].detach(),
-                pts_xyz=None if pts_mem is None else feats.pts_xyz.detach(),
+                pts_xyz=None if pts_mem is None else mem_xyz.detach(),
                 obj_ptr_img=None if ptr_img is None else ptr_img[i].detach(),
                 obj_ptr_pts=None if ptr_pts is None else ptr_pts[i].detach()))
         return entries
