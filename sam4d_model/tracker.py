@@ -250,9 +250,8 @@ class StreamingTracker:
                 for oid in ids:
                     p = self._pending.get(oid)
                     prompts.append(self._to_object_prompt(p, frame, feats) if p is not None else None)
-                    if p is not None and p.lidar_points:
-                        pos = np.concatenate(p.lidar_points, 0)[np.concatenate(p.lidar_labels, 0) == 1]
-                        clicked[oid] = pos
+                    if p is not None and (p.lidar_points or p.image_points):
+                        clicked[oid] = p
                 mems = [self._memories.get(oid, []) for oid in ids]
                 out = model(feats, mems, prompts, store_memory=True, num_past=self.num_past_frames,
                             timings=timings)
@@ -272,8 +271,27 @@ class StreamingTracker:
         res.timings = timings
         return res
 
-    def _apply_priors(self, res: TrackResult, frame: Frame, clicked: Dict[int, np.ndarray]) -> None:
-        """The geometric priors of the constructor (in place on ``res``)."""
+    def _click_seeds(self, p: _PendingPrompt, frame: Frame, xyz: np.ndarray, candidates: np.ndarray) -> List[int]:
+        """Indices of the points a prompt's positive clicks land on: LiDAR clicks at the nearest candidate point
+        within ``seed_radius``, image clicks at the nearest-depth candidate projected within ``pixel_radius``.
+        """
+        from . import geometric as geo
+
+        gp = self.geometric_params
+        seeds = []
+        if p.lidar_points:
+            pos = np.concatenate(p.lidar_points, 0)[np.concatenate(p.lidar_labels, 0) == 1]
+            seeds += [s for q in pos if (s := geo.nearest_seed(xyz, candidates, q, gp.seed_radius)) is not None]
+        ci = self._camera_index(frame, p.camera) if p.image_points else None
+        if ci is not None:
+            cam = frame.cameras[ci]
+            uv = np.concatenate(p.image_points, 0)[np.concatenate(p.image_labels, 0) == 1]
+            seeds += [s for q in uv if (s := geo.pixel_seed(xyz, candidates, q, cam.intrinsics, cam.camera2lidar,
+                                                             cam.width, cam.height, gp.pixel_radius)) is not None]
+        return seeds
+
+    def _apply_priors(self, res: TrackResult, frame: Frame, clicked: Dict[int, "_PendingPrompt"]) -> None:
+        """The geometric priors of the constructor (in place on ``res``); ``clicked``: this frame's prompts."""
         from . import geometric as geo
 
         gp = self.geometric_params
@@ -284,8 +302,7 @@ class StreamingTracker:
             ground = np.ones(len(xyz), bool)
             ground[finite] = geo.ground_mask(xyz[finite], gp)
             for j, oid in enumerate(res.obj_ids):
-                seeds = [s for q in clicked.get(oid, [])
-                         if (s := geo.nearest_seed(xyz, ~ground, q, gp.seed_radius)) is not None]
+                seeds = self._click_seeds(clicked[oid], frame, xyz, ~ground) if oid in clicked else []
                 res.point_masks[j] = geo.refine_lidar_mask(xyz, res.point_masks[j], gp, np.array(seeds, np.int64),
                                                            ground=ground)
         if self.image_from_lidar:

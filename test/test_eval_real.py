@@ -112,3 +112,34 @@ def test_floor_on_the_real_dev_scene():
         out[proto] = summarize(evaluate_sequence(frames, make, s, prompts=pr))
     assert out["frame"]["n_lidar"] == 29 and out["stream"]["n_lidar"] == 433
     assert out["frame"]["lidar_mIoU"] > 0.58 and out["stream"]["lidar_mIoU"] > 0.55
+
+
+@pytest.mark.parametrize("modality", ["image", "lidar"])
+def test_components_prior_seeds_from_image_and_lidar_clicks(modality):
+    """lidar_refine='components': the clicked object's component is in the mask whichever modality was clicked
+    (an image click is carried to the point it lands on), even when the model's own mask misses it."""
+    import torch
+
+    from sam4d_model.config import load_config
+    from sam4d_model.modeling import build_sam4d
+    from sam4d_model.tracker import StreamingTracker
+
+    torch.manual_seed(0)
+    pts, inst = _scene()
+    k = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
+    cam2lidar = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]], float)
+    frame = Frame(pts, [CameraFrame("FRONT", np.zeros((240, 320, 3), np.uint8), k, cam2lidar)], np.eye(4), index=0)
+    tr = StreamingTracker(build_sam4d(load_config("sam4d_tiny")), lidar_refine="components")
+    if modality == "image":
+        tr.add_prompt(1, image_points=[[160.0, 150.0]])  # the box centre (10, 0, -1) seen by the camera
+    else:
+        tr.add_prompt(1, lidar_points=[[10.0, 0.0, -1.0]])
+    pending = tr._pending[1]
+    ground = geo.ground_mask(pts)
+    seeds = tr._click_seeds(pending, frame, pts, ~ground)
+    assert len(seeds) == 1 and inst[seeds[0]] == 1  # the click lands on the box, not on the ground behind it
+    mask = tr.step(frame).point_masks[0]
+    box = (inst == 1) & ~ground
+    assert mask[box].all() and not mask[inst == 0].any()
+    # from those seeds the box is recovered even where the model's mask is empty
+    assert (geo.refine_lidar_mask(pts, np.zeros(len(pts), bool), seeds=np.array(seeds), ground=ground) == box).all()
