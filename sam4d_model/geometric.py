@@ -40,6 +40,7 @@ class GeometricParams:
     seed_radius: float = 1.0  # m, a click further than this from every non-ground point seeds nothing
     pixel_radius: float = 12.0  # px, image clicks pick the nearest-depth point projected within this radius
     max_extent: float = 20.0  # m, region growing stops at this distance from the seed (walls, hedges)
+    max_range: float = 200.0  # m per axis; rows beyond it (or not finite) count as ground: never grown into
 
     def describe(self) -> str:
         return (f"ground {self.ground_cell:g} m grid, p{self.ground_percentile:g} (lowest of "
@@ -67,6 +68,12 @@ def ground_height(xyz: np.ndarray, p: Optional[GeometricParams] = None) -> np.nd
     n = len(xyz)
     if n == 0:
         return np.zeros((0,))
+    usable = np.isfinite(xyz[:, :3]).all(1) & (np.abs(xyz[:, :2]) <= p.max_range).all(1)
+    if not usable.all():  # unusable rows: their own z (0 if not finite), i.e. on the ground, height 0
+        out = np.where(np.isfinite(xyz[:, 2]), xyz[:, 2], 0.0)
+        if usable.any():
+            out[usable] = ground_height(xyz[usable], p)
+        return out
     k = max(0, int(p.ground_neighbourhood))
     cell = np.floor(xyz[:, :2] / p.ground_cell).astype(np.int64)
     cell -= cell.min(0) - k

@@ -35,7 +35,15 @@ from visualization_msgs.msg import MarkerArray
 from sam4d_ros import outputs
 from sam4d_ros.diagnostics import HealthRules, PipelineHealth, diagnostic_array
 from sam4d_ros.image import ImageError, Rectifier, camera_model
-from sam4d_ros.pipeline import FrameDropped, Pipeline, PipelineConfig, load_model, prepare_frame, resolve_device
+from sam4d_ros.pipeline import (
+    FrameDropped,
+    Pipeline,
+    PipelineConfig,
+    build_tracker,
+    load_model,
+    prepare_frame,
+    resolve_device,
+)
 from sam4d_ros.prompts import (
     CommandQueue,
     ObjectRegistry,
@@ -61,6 +69,11 @@ PARAMETERS = {
     "max_prompted_frames": (4, "Prompted frames kept in the memory bank per object.", {"integer_range": (1, 64)}),
     "num_past_frames": (6, "Recent frames kept in the memory bank.", {"integer_range": (1, 64)}),
     "use_ego_motion": (True, "Use the LiDAR pose in odom_frame (TF) for motion-compensated memory (MCMA).", {}),
+    "lidar_refine": ("components", "Geometric prior on the model's LiDAR masks: components (drop ground points, "
+                                   "keep the connected objects the mask covers and the clicked one) or none (the "
+                                   "model's masks as they are).", {}),
+    "image_from_lidar": (False, "Image masks from the LiDAR masks (hull of their visible projected points) "
+                                "instead of the model's image branch.", {}),
     "odom_frame": ("odom", "Fixed frame (odom/map) for ego-motion.", {}),
     "cameras": (["camera"], "Camera names, one per image topic (the first is the default for image prompts).", {}),
     "image_topics": (["/camera/image_raw"], "Image topic per camera (raw sensor_msgs/Image).", {}),
@@ -113,6 +126,7 @@ CHOICES = {
     "image_reliability": ("best_effort", "reliable"),
     "camera_info_reliability": ("best_effort", "reliable"),
     "tf_backend": ("auto", "tf2_ros", "own"),
+    "lidar_refine": ("none", "components"),
     "click_mode": ("new", "refine"),
     "mask_encoding": ("mono16", "32SC1"),
 }
@@ -221,11 +235,7 @@ class Sam4dNode(Node):
                 torch.set_num_threads(p["torch_threads"])
             t0 = time.perf_counter()
             model = load_model(p["checkpoint"], device, p["model_config"], log=self.log.warning)
-            from sam4d_model.tracker import StreamingTracker
-
-            tracker = StreamingTracker(model, device=device, max_objects=p["max_objects"],
-                                       max_prompted_frames=p["max_prompted_frames"],
-                                       num_past_frames=p["num_past_frames"], use_ego_motion=p["use_ego_motion"])
+            tracker = build_tracker(model, device, p)
             self.device = device
             self.log.info(f"model loaded on {device} in {time.perf_counter() - t0:.1f} s "
                           f"(checkpoint: {p['checkpoint'] or 'embedded'})")

@@ -84,6 +84,16 @@ def load_model(checkpoint: str, device: str, model_config: str = "", log: Callab
     return model.to(device).eval()
 
 
+def build_tracker(model, device: str, params: dict):
+    """The :class:`~sam4d_model.tracker.StreamingTracker` of the node parameters ``params`` (node and bag tools)."""
+    from sam4d_model.tracker import StreamingTracker
+
+    return StreamingTracker(model, device=device, max_objects=params["max_objects"],
+                            max_prompted_frames=params["max_prompted_frames"],
+                            num_past_frames=params["num_past_frames"], use_ego_motion=params["use_ego_motion"],
+                            lidar_refine=params["lidar_refine"], image_from_lidar=params["image_from_lidar"])
+
+
 @dataclass
 class PipelineConfig:
     """Knobs of the per-frame processing (see config/sam4d.yaml)."""

@@ -171,7 +171,15 @@ def process_bag(in_path, out_path, prompts: List[dict], params: dict, tracker=No
     from sam4d_ros import outputs
     from sam4d_ros.bag_replay import bag_topics, read_bag
     from sam4d_ros.image import ImageError, Rectifier, camera_model
-    from sam4d_ros.pipeline import FrameDropped, Pipeline, PipelineConfig, load_model, prepare_frame, resolve_device
+    from sam4d_ros.pipeline import (
+        FrameDropped,
+        Pipeline,
+        PipelineConfig,
+        build_tracker,
+        load_model,
+        prepare_frame,
+        resolve_device,
+    )
     from sam4d_ros.prompts import CommandQueue, ObjectRegistry, PromptContext, validate_prompt
     from sam4d_ros.sync import LidarDrivenSync
     from sam4d_ros.tf import BufferTransformSource
@@ -180,11 +188,7 @@ def process_bag(in_path, out_path, prompts: List[dict], params: dict, tracker=No
     if tracker is None:
         device = resolve_device(p["device"])
         model = load_model(p["checkpoint"], device, p["model_config"], log=log)
-        from sam4d_model.tracker import StreamingTracker
-
-        tracker = StreamingTracker(model, device=device, max_objects=p["max_objects"],
-                                   max_prompted_frames=p["max_prompted_frames"],
-                                   num_past_frames=p["num_past_frames"], use_ego_motion=p["use_ego_motion"])
+        tracker = build_tracker(model, device, p)
     registry, commands = ObjectRegistry(p["max_objects"]), CommandQueue()
     pipe = Pipeline(tracker, registry, commands, PipelineConfig(
         max_points=p["max_points"], min_range=p["min_range"], max_range=p["max_range"],

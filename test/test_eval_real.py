@@ -143,3 +143,11 @@ def test_components_prior_seeds_from_image_and_lidar_clicks(modality):
     assert mask[box].all() and not mask[inst == 0].any()
     # from those seeds the box is recovered even where the model's mask is empty
     assert (geo.refine_lidar_mask(pts, np.zeros(len(pts), bool), seeds=np.array(seeds), ground=ground) == box).all()
+
+
+def test_ground_estimate_ignores_unusable_rows():
+    """Rows beyond max_range or not finite (a corrupt cloud) count as ground and leave the others' estimate alone."""
+    pts, inst = _scene()
+    bad = np.array([[1e30, 0.0, 0.0], [np.nan, 1.0, 1.0], [5e5, -3e5, 2.0]], np.float32)
+    g = geo.ground_mask(np.concatenate([pts, bad]))
+    assert g[-3:].all() and (g[:-3] == geo.ground_mask(pts)).all()
