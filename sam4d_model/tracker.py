@@ -67,7 +67,8 @@ class StreamingTracker:
 
         Geometric priors (post-processing of the model's outputs, off by default; :mod:`sam4d_model.geometric`):
         ``lidar_refine='components'`` drops ground points from each LiDAR mask and completes it to the connected
-        non-ground components it covers (the clicked point's component always kept on a prompted frame);
+        non-ground components it covers, always keeping the clicked point's component on a prompted frame and, on
+        the frames after, the component at the previous mask's centroid moved by ego motion;
         ``image_from_lidar`` replaces each image mask by the hull of the LiDAR mask's camera-visible projected
         points (the cross-modal path, for models whose image branch is weaker than their LiDAR branch).
         ``geometric_params``: :class:`~sam4d_model.geometric.GeometricParams` of both.
@@ -97,6 +98,7 @@ class StreamingTracker:
         self.geometric_params = geometric_params
         self._memories: Dict[int, List[MemoryEntry]] = {}
         self._pending: Dict[int, _PendingPrompt] = {}
+        self._seed_world: Dict[int, np.ndarray] = {}  # components prior: last mask centroid (world) per object
         self._t = 0
 
     # ------------------------------------------------------------------------------------------------ state
@@ -119,6 +121,7 @@ class StreamingTracker:
         """Forget all objects, memories and pending prompts."""
         self._memories.clear()
         self._pending.clear()
+        self._seed_world.clear()
         self._t = 0
 
     def remove_object(self, obj_id: int) -> bool:
@@ -126,6 +129,7 @@ class StreamingTracker:
         found = obj_id in self._memories or obj_id in self._pending
         self._memories.pop(obj_id, None)
         self._pending.pop(obj_id, None)
+        self._seed_world.pop(obj_id, None)
         return found
 
     def add_prompt(self, obj_id: int, camera: Union[int, str] = 0, image_points=None, image_labels=None,
@@ -301,10 +305,22 @@ class StreamingTracker:
         if self.lidar_refine == "components":
             ground = np.ones(len(xyz), bool)
             ground[finite] = geo.ground_mask(xyz[finite], gp)
+            pose = np.asarray(frame.lidar2world, np.float64) if self.use_ego_motion else np.eye(4)
+            inv = np.linalg.inv(pose)
             for j, oid in enumerate(res.obj_ids):
-                seeds = self._click_seeds(clicked[oid], frame, xyz, ~ground) if oid in clicked else []
+                if oid in clicked:
+                    seeds = self._click_seeds(clicked[oid], frame, xyz, ~ground)
+                elif oid in self._seed_world:  # the last mask's centroid, moved into this frame by ego motion
+                    q = inv[:3, :3] @ self._seed_world[oid] + inv[:3, 3]
+                    s = geo.nearest_seed(xyz, ~ground, q, gp.seed_radius)
+                    seeds = [] if s is None else [s]
+                else:
+                    seeds = []
                 res.point_masks[j] = geo.refine_lidar_mask(xyz, res.point_masks[j], gp, np.array(seeds, np.int64),
                                                            ground=ground)
+                if res.point_masks[j].any():
+                    c = xyz[res.point_masks[j]].mean(0)
+                    self._seed_world[oid] = pose[:3, :3] @ c + pose[:3, 3]
         if self.image_from_lidar:
             res.image_masks = geo.image_masks_from_lidar(xyz, res.point_masks & finite[None], frame.cameras)
 

@@ -151,3 +151,25 @@ def test_ground_estimate_ignores_unusable_rows():
     bad = np.array([[1e30, 0.0, 0.0], [np.nan, 1.0, 1.0], [5e5, -3e5, 2.0]], np.float32)
     g = geo.ground_mask(np.concatenate([pts, bad]))
     assert g[-3:].all() and (g[:-3] == geo.ground_mask(pts)).all()
+
+
+def test_components_prior_follows_the_box_with_ego_motion():
+    """On frames after the click, the components prior seeds from the last mask's centroid moved by ego motion."""
+    import torch
+
+    from sam4d_model.config import load_config
+    from sam4d_model.modeling import build_sam4d
+    from sam4d_model.tracker import StreamingTracker
+
+    torch.manual_seed(0)
+    tr = StreamingTracker(build_sam4d(load_config("sam4d_tiny")), lidar_refine="components")
+    tr.add_prompt(1, lidar_points=[[10.0, 0.0, -1.0]])
+    for i in range(3):  # the ego drives 3 m per frame towards a box static in the world
+        pts, inst = _scene(shift=-3.0 * i)
+        pose = np.eye(4)
+        pose[0, 3] = 3.0 * i
+        mask = tr.step(Frame(pts, [], pose, index=i)).point_masks[0]
+        box = (inst == 1) & ~geo.ground_mask(pts)
+        assert mask[box].all() and not mask[inst == 0].any(), i
+        want = np.array([10.0 - 3.0 * i, 0.0, -1.0])  # the stored seed is the box centre, in the world frame
+        assert np.linalg.norm(tr._seed_world[1] - (want + [3.0 * i, 0, 0])) < 0.2
