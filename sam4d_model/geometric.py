@@ -41,6 +41,9 @@ class GeometricParams:
     pixel_radius: float = 12.0  # px, image clicks pick the nearest-depth point projected within this radius
     max_extent: float = 20.0  # m, region growing stops at this distance from the seed (walls, hedges)
     max_range: float = 200.0  # m per axis; rows beyond it (or not finite) count as ground: never grown into
+    #: refine_lidar_mask with a seed: other components of the mask are kept only within this gap (m) of the seed's
+    #: component (an object split by an occluder), never elsewhere in the scene
+    merge_gap: float = 1.5
 
     def describe(self) -> str:
         return (f"ground {self.ground_cell:g} m grid, p{self.ground_percentile:g} (lowest of "
@@ -260,8 +263,8 @@ def refine_lidar_mask(xyz: np.ndarray, mask: np.ndarray, p: Optional[GeometricPa
                       ground: Optional[np.ndarray] = None) -> np.ndarray:
     """Connectivity-aware refinement of a LiDAR mask: drop its ground points, then keep the connected
     non-ground components (``grow_radius`` linkage, within ``max_extent`` of the seed) that hold at least
-    ``min_share`` of the mask's non-ground points, completed to the whole component; ``seeds`` (indices, e.g. the
-    clicked point) always keep their component.
+    ``min_share`` of the mask's non-ground points, completed to the whole component. ``seeds`` (indices, e.g. the
+    clicked point) always keep their component, and then other components count only within ``merge_gap`` of it.
     """
     p = p or GeometricParams()
     xyz = np.asarray(xyz, np.float64)
@@ -273,9 +276,20 @@ def refine_lidar_mask(xyz: np.ndarray, mask: np.ndarray, p: Optional[GeometricPa
         return np.zeros(len(xyz), bool)
     out = np.zeros(len(xyz), bool)
     tree = _tree(xyz[ng]) if ng.any() else None
+    near = None
     if len(seeds):
         out |= region_grow(xyz, ng, seeds, p.grow_radius, p.max_extent, tree)
+        if out.any():
+            from scipy.spatial import cKDTree
+
+            near = cKDTree(xyz[out])
     rest = m & ~out
+    if near is not None and rest.any():  # with a seed, only components touching the seed's (within merge_gap)
+        idx = np.flatnonzero(rest)
+        d, _ = near.query(xyz[idx], distance_upper_bound=p.merge_gap)
+        touching = np.zeros(len(xyz), bool)
+        touching[idx[np.isfinite(d)]] = True
+        rest &= touching
     total = int(m.sum())
     while rest.any():
         s = int(np.flatnonzero(rest)[0])

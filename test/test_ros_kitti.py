@@ -1,8 +1,8 @@
 # Copyright 2026 The sam4d_ros Authors
 # SPDX-License-Identifier: Apache-2.0
 """The real KITTI drive (converted to a bag by sam4d_model.data.kitti) replays through the node over real DDS; a click
-on a LiDAR point of the car ahead reaches the tracker through TF and is tracked. The mask-content check needs the
-embedded checkpoint."""
+on a LiDAR point of the car ahead reaches the tracker through TF and is tracked, and the labelled points are on the
+clicked car. The mask-content check needs the embedded checkpoint."""
 
 import threading
 import time
@@ -116,7 +116,21 @@ def test_kitti_replay_and_click(kitti_dir, tmp_path):
         assert ok[0] and image_pts is not None and np.allclose(image_pts[0], uv[0], atol=1.0)
         if not have_ckpt:
             pytest.skip("KITTI replay + click plumbing checked; mask content needs the embedded checkpoint")
-        # the model labels the clicked object somewhere after the click. Where: the embedded model is trained on
-        # synthetic drives only and does not segment KITTI well (see its model card), so no location is asserted.
+        # On the frame the click was applied to, the object's labelled points are the clicked car: with the node's
+        # default lidar_refine:=components they hold the clicked point's connected non-ground component. A KITTI
+        # car is ~4.5 x 1.8 x 1.5 m, so its points lie within ~2.5 m of any point on it (half its diagonal); 3 m
+        # leaves 0.5 m for the growing radius. Above ground: more than the prior's 0.25 m ground margin.
+        from sam4d_model.geometric import height_above_ground
+
+        hit = [o for o in out if o[1].header.stamp.sec * 10 ** 9 + o[1].header.stamp.nanosec == stamp_ns]
+        assert hit, "no labelled cloud for the frame the click was applied to"
+        cl = read_cloud(hit[0][1])
+        lab = labels_from_cloud(hit[0][1])[0]
+        obj = cl.xyz[lab == 1]
+        assert len(obj) >= 30, f"only {len(obj)} points labelled for the clicked car"
+        d = np.linalg.norm(obj - expect, axis=1)
+        assert np.mean(d < 3.0) >= 0.9, f"labelled points spread: median {np.median(d):.1f} m from the click"
+        hag = height_above_ground(np.c_[cl.xyz, np.zeros(len(cl.xyz))])[lab == 1]
+        assert np.mean(hag > 0.25) >= 0.9, "labelled points on the ground"
         assert any((labels_from_cloud(o[1])[0] == 1).any() for o in out[1:])
         assert any((image_to_numpy(m[1]) == 1).any() for m in masks[1:])
