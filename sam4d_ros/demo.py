@@ -34,19 +34,25 @@ NS = 1_000_000_000
 
 
 def load_ground_truth(bag) -> dict:
-    """Ground truth of a sample-drive bag: per-stamp point instances and image instances, object classes."""
+    """Ground truth of a sample-drive bag: per-stamp point instances and image instances, object classes, TF."""
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import Image, PointCloud2
     from std_msgs.msg import String
+    from tf2_msgs.msg import TFMessage
 
     from sam4d_ros.bag_replay import read_bag
     from sam4d_ros.image import image_to_numpy
     from sam4d_ros.pointcloud import cloud_to_structured, read_cloud
+    from sam4d_ros.tf import BufferTransformSource
 
-    gt = {"points": {}, "xyz": {}, "image": {}, "classes": {}, "cloud_stamps": [], "tf": []}
-    topics = ["/ground_truth/points", "/ground_truth/image_instance", "/ground_truth/objects", "/lidar/points"]
+    tf = BufferTransformSource(cache_time_s=3600.0)
+    gt = {"points": {}, "xyz": {}, "image": {}, "classes": {}, "cloud_stamps": [], "tf": tf, "lidar_frame": ""}
+    topics = ["/ground_truth/points", "/ground_truth/image_instance", "/ground_truth/objects", "/lidar/points",
+              "/tf", "/tf_static"]
     for topic, _, _, raw in read_bag(bag, topics):
-        if topic == "/ground_truth/points":
+        if topic in ("/tf", "/tf_static"):
+            tf.add_message(deserialize_message(raw, TFMessage), static=topic == "/tf_static")
+        elif topic == "/ground_truth/points":
             m = deserialize_message(raw, PointCloud2)
             ns = m.header.stamp.sec * NS + m.header.stamp.nanosec
             arr = cloud_to_structured(m)
@@ -60,7 +66,27 @@ def load_ground_truth(bag) -> dict:
         elif topic == "/lidar/points":
             m = deserialize_message(raw, PointCloud2)
             gt["cloud_stamps"].append(m.header.stamp.sec * NS + m.header.stamp.nanosec)
+            gt["lidar_frame"] = m.header.frame_id
     return gt
+
+
+def _is_static(gt: dict, gid: int, later: int = 8, tol: float = 1.5) -> bool:
+    """Whether the centroid of ``gid``'s points stays within ``tol`` m in odom from frame 0 to frame ``later``.
+
+    Its visible side changes, so the centroid moves a little; a moving car covers 4+ m. A click in odom marks a
+    place: on a moving object it is stale by the time the node applies it, so the demo clicks a static one.
+    """
+    stamps = gt["cloud_stamps"]
+    k = min(later, len(stamps) - 1)
+    cents = []
+    for ns in (stamps[0], stamps[k]):
+        inst, xyz = _nearest(gt["points"], ns), _nearest(gt["xyz"], ns)
+        if inst is None or not (inst == gid).any():
+            return False
+        t = gt["tf"].lookup("odom", gt["lidar_frame"], ns)
+        c = xyz[inst == gid].mean(0)
+        cents.append(t[:3, :3] @ c + t[:3, 3])
+    return bool(np.linalg.norm(cents[0] - cents[1]) < tol)
 
 
 def _nearest(d: Dict[int, np.ndarray], ns: int, tol: int = 60_000_000) -> Optional[np.ndarray]:
@@ -71,7 +97,9 @@ def _nearest(d: Dict[int, np.ndarray], ns: int, tol: int = 60_000_000) -> Option
 
 
 def choose_prompts(gt: dict) -> List[dict]:
-    """Three objects of frame 0 by LiDAR size (cars first), with the prompt each one gets."""
+    """Three objects of frame 0 by LiDAR size (cars first), with the prompt each one gets (the odom click goes to a
+    static one).
+    """
     s0 = gt["cloud_stamps"][0]
     inst, xyz = _nearest(gt["points"], s0), _nearest(gt["xyz"], s0)
     img = _nearest(gt["image"], s0)
@@ -98,6 +126,8 @@ def choose_prompts(gt: dict) -> List[dict]:
         elif len(chosen) == 0:
             entry["how"] = f"service, LiDAR click at {np.round(centre, 2).tolist()} (point nearest its centroid)"
         else:
+            if not _is_static(gt, gid):
+                continue
             entry["how"] = "/clicked_point in odom (its LiDAR centre point, like RViz Publish Point)"
         chosen.append(entry)
     return chosen
