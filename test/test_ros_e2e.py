@@ -15,12 +15,13 @@ pytest.importorskip("tf2_msgs.msg")
 from sam4d_ros.pipeline import embedded_checkpoint  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-# Mean LiDAR IoU that the best-tracked prompted object must exceed with the embedded sam4d_tiny, set from its
-# measured values. The model shipped now is CPU-trained (see sam4d_model/weights/MODEL_CARD.md): on held-out synthetic
-# frames it segments (1-click LiDAR mIoU ~0.4) but in the node it tracks poorly. Measured here over 5 runs: best
-# object 0.058-0.155, the others 0.000-0.065 (an image click at the image border scores ~0). The previous model
-# scored 0.002-0.007. Raise this when a better model is embedded (the target is 0.60).
-IOU_MIN_BEST = 0.02
+# Mean LiDAR IoU every LiDAR-prompted object (the service LiDAR click and the /clicked_point click in odom) must
+# exceed with the embedded sam4d_tiny and the node's default lidar_refine:=components, set from what it reliably
+# reaches: measured 0.39-0.67 (service click) and 0.62 (odom click on a parked car) over 4 demo runs on 2026-12-02.
+# The model alone (lidar_refine:=none) scored 0.06-0.16 for the best object. The image-clicked object is only
+# required to be tracked: its click names frame 0, and when the node skips frame 0 it is applied to the next frame,
+# where the car at the image border has moved (0.00-0.54 measured; NOTES.md).
+IOU_MIN_LIDAR_PROMPTED = 0.3
 
 
 def test_demo_on_sample_drive(tmp_path):
@@ -49,4 +50,6 @@ def test_demo_on_sample_drive(tmp_path):
         pytest.skip(f"plumbing checked; IoU not checked: embedded checkpoint {embedded_checkpoint()} is missing")
     for gid, r in s["iou"].items():  # every prompted object is tracked and scored
         assert r["lidar_iou_mean"] is not None and r["frames_lidar"] >= 1, (gid, r)
-    assert max(r["lidar_iou_mean"] for r in s["iou"].values()) > IOU_MIN_BEST, s["iou"]
+    lidar_prompted = [r for r in s["iou"].values() if "LiDAR click" in r["how"] or "/clicked_point" in r["how"]]
+    assert len(lidar_prompted) == 2, s["iou"]
+    assert all(r["lidar_iou_mean"] > IOU_MIN_LIDAR_PROMPTED for r in lidar_prompted), s["iou"]
