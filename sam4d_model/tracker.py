@@ -68,7 +68,8 @@ class StreamingTracker:
         Geometric priors (post-processing of the model's outputs, off by default; :mod:`sam4d_model.geometric`):
         ``lidar_refine='components'`` drops ground points from each LiDAR mask and completes it to the connected
         non-ground components it covers, always keeping the clicked point's component on a prompted frame and, on
-        the frames after, the component at the previous mask's centroid moved by ego motion;
+        the frames after, the component at the previous mask's centroid moved by ego motion (no point there: the
+        object is reported absent on that frame);
         ``image_from_lidar`` replaces each image mask by the hull of the LiDAR mask's camera-visible projected
         points (the cross-modal path, for models whose image branch is weaker than their LiDAR branch).
         ``geometric_params``: :class:`~sam4d_model.geometric.GeometricParams` of both.
@@ -313,7 +314,10 @@ class StreamingTracker:
                 elif oid in self._seed_world:  # the last mask's centroid, moved into this frame by ego motion
                     q = inv[:3, :3] @ self._seed_world[oid] + inv[:3, 3]
                     s = geo.nearest_seed(xyz, ~ground, q, gp.seed_radius)
-                    seeds = [] if s is None else [s]
+                    if s is None:  # nothing where the object was: reported absent (the model's mask is not kept)
+                        res.point_masks[j] = False
+                        continue
+                    seeds = [s]
                 else:
                     seeds = []
                 res.point_masks[j] = geo.refine_lidar_mask(xyz, res.point_masks[j], gp, np.array(seeds, np.int64),
