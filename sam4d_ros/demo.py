@@ -70,23 +70,24 @@ def load_ground_truth(bag) -> dict:
     return gt
 
 
-def _is_static(gt: dict, gid: int, later: int = 8, tol: float = 1.5) -> bool:
-    """Whether the centroid of ``gid``'s points stays within ``tol`` m in odom from frame 0 to frame ``later``.
+def _is_static(gt: dict, gid: int, later: int = 8, tol: float = 2.5, min_points: int = 100) -> bool:
+    """Whether the centroid of ``gid``'s points stays within ``tol`` m in odom from frame 0 to frame ``later``, with
+    at least ``min_points`` points on every frame in between (not occluded when the click arrives).
 
-    Its visible side changes, so the centroid moves a little; a moving car covers 4+ m. A click in odom marks a
+    Its visible side changes, so the centroid moves up to ~2 m; a moving car covers 4+ m. A click in odom marks a
     place: on a moving object it is stale by the time the node applies it, so the demo clicks a static one.
     """
     stamps = gt["cloud_stamps"]
     k = min(later, len(stamps) - 1)
     cents = []
-    for ns in (stamps[0], stamps[k]):
+    for ns in stamps[:k + 1]:
         inst, xyz = _nearest(gt["points"], ns), _nearest(gt["xyz"], ns)
-        if inst is None or not (inst == gid).any():
+        if inst is None or int((inst == gid).sum()) < min_points:
             return False
         t = gt["tf"].lookup("odom", gt["lidar_frame"], ns)
         c = xyz[inst == gid].mean(0)
         cents.append(t[:3, :3] @ c + t[:3, 3])
-    return bool(np.linalg.norm(cents[0] - cents[1]) < tol)
+    return bool(np.linalg.norm(cents[0] - cents[-1]) < tol)
 
 
 def _nearest(d: Dict[int, np.ndarray], ns: int, tol: int = 60_000_000) -> Optional[np.ndarray]:
@@ -97,8 +98,9 @@ def _nearest(d: Dict[int, np.ndarray], ns: int, tol: int = 60_000_000) -> Option
 
 
 def choose_prompts(gt: dict) -> List[dict]:
-    """Three objects of frame 0 by LiDAR size (cars first), with the prompt each one gets (the odom click goes to a
-    static one).
+    """Three objects of frame 0 by LiDAR size (cars first), visible in both sensors: a service LiDAR click, a
+    service image click, and a ``/clicked_point`` click in odom. The odom click goes to the largest *static* object
+    that stays in view (a click in odom marks a place), the service clicks to the largest of the others.
     """
     s0 = gt["cloud_stamps"][0]
     inst, xyz = _nearest(gt["points"], s0), _nearest(gt["xyz"], s0)
@@ -108,26 +110,22 @@ def choose_prompts(gt: dict) -> List[dict]:
                    key=lambda ic: (gt["classes"].get(ic[0], "") not in ("car", "truck"), -ic[1]))
     order = [(i, c) for i, c in order if gt["classes"].get(i, "") not in ("building", "tree", "road", "vegetation")
              and img is not None and int((img == i).sum()) >= 400]  # visible in both sensors
+    odom = next(((g, c) for g, c in order if _is_static(gt, g)), None)
+    service = [(g, c) for g, c in order if odom is None or g != odom[0]][:2]
     chosen = []
-    for gid, cnt in order:
-        if len(chosen) == 3:
-            break
+    for role, (gid, cnt) in zip(("lidar", "image", "odom"), service + ([odom] if odom else [])):
         pts = xyz[inst == gid]
         centre = pts[np.argmin(np.linalg.norm(pts - pts.mean(0), axis=1))]
         entry = {"gt_id": int(gid), "class": gt["classes"].get(gid, "?"), "gt_points_frame0": int(cnt),
                  "lidar_point": centre.astype(float).tolist()}
-        if len(chosen) == 1:  # image click: needs the object visible in the image
-            if img is None or not (img == gid).any():
-                continue
+        if role == "image":
             vv, uu = np.nonzero(img == gid)
             k = np.argmin((uu - uu.mean()) ** 2 + (vv - vv.mean()) ** 2)
             entry["pixel"] = [float(uu[k]), float(vv[k])]
             entry["how"] = f"service, image click at pixel ({uu[k]}, {vv[k]})"
-        elif len(chosen) == 0:
+        elif role == "lidar":
             entry["how"] = f"service, LiDAR click at {np.round(centre, 2).tolist()} (point nearest its centroid)"
         else:
-            if not _is_static(gt, gid):
-                continue
             entry["how"] = "/clicked_point in odom (its LiDAR centre point, like RViz Publish Point)"
         chosen.append(entry)
     return chosen

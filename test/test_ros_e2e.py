@@ -17,10 +17,10 @@ from sam4d_ros.pipeline import embedded_checkpoint  # noqa: E402
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 # Mean LiDAR IoU every LiDAR-prompted object (the service LiDAR click and the /clicked_point click in odom) must
 # exceed with the embedded sam4d_tiny and the node's default lidar_refine:=components, set from what it reliably
-# reaches: measured 0.39-0.67 (service click) and 0.62 (odom click on a parked car) over 4 demo runs on 2026-12-02.
-# The model alone (lidar_refine:=none) scored 0.06-0.16 for the best object. The image-clicked object is only
-# required to be tracked: its click names frame 0, and when the node skips frame 0 it is applied to the next frame,
-# where the car at the image border has moved (0.00-0.54 measured; NOTES.md).
+# reaches: measured 0.66-0.72 (service click, parked car) and 0.44-0.52 (odom click, parked car) over 3 runs on
+# 2026-12-02. The model alone (lidar_refine:=none) scored 0.06-0.16 for the best object. The image-clicked object
+# (a moving car) is only required to be tracked: 0.20-0.26 measured; its click names frame 0, and when the node skips
+# frame 0 it is applied to the next frame, where the car has moved in the image (NOTES.md).
 IOU_MIN_LIDAR_PROMPTED = 0.3
 
 
