@@ -316,6 +316,8 @@ class StreamingTracker:
                     s = geo.nearest_seed(xyz, ~ground, q, gp.seed_radius)
                     if s is None:  # nothing where the object was: reported absent (the model's mask is not kept)
                         res.point_masks[j] = False
+                        res.point_scores[j] = 0.0
+                        res.object_scores[j] = 0.0
                         continue
                     seeds = [s]
                 else:

@@ -174,5 +174,6 @@ def test_components_prior_follows_the_box_with_ego_motion():
         want = np.array([10.0 - 3.0 * i, 0.0, -1.0])  # the stored seed is the box centre, in the world frame
         assert np.linalg.norm(tr._seed_world[1] - (want + [3.0 * i, 0, 0])) < 0.2
     pts, inst = _scene()
-    gone = tr.step(Frame(pts[inst == 0], [], np.eye(4), index=3)).point_masks[0]
-    assert not gone.any()  # nothing where the box was: absent, whatever the model's own mask holds
+    gone = tr.step(Frame(pts[inst == 0], [], np.eye(4), index=3))
+    assert not gone.point_masks[0].any()  # nothing where the box was: absent, whatever the model's own mask holds
+    assert gone.object_scores[0] == 0.0 and not gone.point_scores[0].any()
