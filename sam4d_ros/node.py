@@ -72,8 +72,8 @@ PARAMETERS = {
     "lidar_refine": ("components", "Geometric prior on the model's LiDAR masks: components (drop ground points, "
                                    "keep the connected objects the mask covers and the clicked one) or none (the "
                                    "model's masks as they are).", {}),
-    "image_from_lidar": (False, "Image masks from the LiDAR masks (hull of their visible projected points) "
-                                "instead of the model's image branch.", {}),
+    "image_from_lidar": (True, "Image masks from the LiDAR masks (hull of their visible projected points) "
+                               "instead of the model's image branch (false: the model's image masks).", {}),
     "odom_frame": ("odom", "Fixed frame (odom/map) for ego-motion.", {}),
     "cameras": (["camera"], "Camera names, one per image topic (the first is the default for image prompts).", {}),
     "image_topics": (["/camera/image_raw"], "Image topic per camera (raw sensor_msgs/Image).", {}),
