@@ -207,6 +207,33 @@ def pixel_seed(xyz: np.ndarray, candidates: np.ndarray, uv_click: np.ndarray, in
     return int(front[np.argmin(d[front])])
 
 
+def click_seeds(xyz: np.ndarray, candidates: np.ndarray, lidar_clicks, image_clicks, camera,
+                p: GeometricParams) -> List[int]:
+    """Indices of the candidate points positive clicks land on: each LiDAR click (xyz) at the nearest candidate
+    within ``seed_radius``, each image click (uv in ``camera``, a CameraFrame or None) at the nearest-depth candidate
+    projected within ``pixel_radius``; clicks that land on nothing give no seed.
+    """
+    seeds = [s for q in lidar_clicks if (s := nearest_seed(xyz, candidates, q, p.seed_radius)) is not None]
+    if camera is not None:
+        seeds += [s for q in image_clicks
+                  if (s := pixel_seed(xyz, candidates, q, camera.intrinsics, camera.camera2lidar, camera.width,
+                                      camera.height, p.pixel_radius)) is not None]
+    return seeds
+
+
+def carried_seed(xyz: np.ndarray, candidates: np.ndarray, seed_world: np.ndarray, lidar2world: np.ndarray,
+                 p: GeometricParams) -> Optional[int]:
+    """The candidate nearest a world-frame seed (a previous mask's centroid) moved into this frame, or None."""
+    inv = np.linalg.inv(lidar2world)
+    return nearest_seed(xyz, candidates, inv[:3, :3] @ seed_world + inv[:3, 3], p.seed_radius)
+
+
+def mask_centroid_world(xyz: np.ndarray, mask: np.ndarray, lidar2world: np.ndarray) -> np.ndarray:
+    """World-frame centroid of the masked points (the seed :func:`carried_seed` moves to the next frame)."""
+    c = xyz[mask].mean(0)
+    return lidar2world[:3, :3] @ c + lidar2world[:3, 3]
+
+
 def lidar_mask_to_image(xyz: np.ndarray, mask: np.ndarray, intrinsics: np.ndarray, camera2lidar: np.ndarray,
                         width: int, height: int, occlusion: bool = True, pad_bottom: float = 0.0) -> np.ndarray:
     """``(H, W)`` bool: the convex hull of the camera-visible projected points of a LiDAR mask.
@@ -280,9 +307,7 @@ def refine_lidar_mask(xyz: np.ndarray, mask: np.ndarray, p: Optional[GeometricPa
     if len(seeds):
         out |= region_grow(xyz, ng, seeds, p.grow_radius, p.max_extent, tree)
         if out.any():
-            from scipy.spatial import cKDTree
-
-            near = cKDTree(xyz[out])
+            near = _tree(xyz[out])
     rest = m & ~out
     if near is not None and rest.any():  # with a seed, only components touching the seed's (within merge_gap)
         idx = np.flatnonzero(rest)
@@ -373,37 +398,27 @@ class GeometricTracker:
             ground[finite] = ground_mask(xyz_f[finite], p)
         ng = finite & ~ground
         pose = np.asarray(frame.lidar2world, np.float64) if self.use_ego_motion else np.eye(4)
-        inv = np.linalg.inv(pose)
         masks = np.zeros((len(ids), n), bool)
         for j, oid in enumerate(ids):
             o = self._objs[oid]
-            seeds: List[int] = []
             if o.pending_mask is not None and len(o.pending_mask) == n:
                 masks[j] = o.pending_mask & finite
-            for q in o.pending_lidar:
-                s = nearest_seed(xyz_f, ng, q, p.seed_radius)
-                if s is not None:
-                    seeds.append(s)
+            cam = None
             if o.pending_image and frame.cameras:
                 ci = o.camera if isinstance(o.camera, int) else \
                     next((k for k, c in enumerate(frame.cameras) if c.name == o.camera), 0)
-                c = frame.cameras[min(max(ci, 0), len(frame.cameras) - 1)]
-                for q in o.pending_image:
-                    s = pixel_seed(xyz_f, ng, q, c.intrinsics, c.camera2lidar, c.width, c.height, p.pixel_radius)
-                    if s is not None:
-                        seeds.append(s)
+                cam = frame.cameras[min(max(ci, 0), len(frame.cameras) - 1)]
+            seeds = click_seeds(xyz_f, ng, o.pending_lidar, o.pending_image, cam, p)
             had_prompt = bool(o.pending_lidar or o.pending_image or o.pending_mask is not None)
             o.pending_lidar, o.pending_image, o.pending_mask = [], [], None
             if not had_prompt and o.seed_world is not None:
-                q = inv[:3, :3] @ o.seed_world + inv[:3, 3]
-                s = nearest_seed(xyz_f, ng, q, p.seed_radius)
+                s = carried_seed(xyz_f, ng, o.seed_world, pose, p)
                 if s is not None:
                     seeds.append(s)
             if seeds:
                 masks[j] |= region_grow(xyz_f, ng, np.array(seeds), p.grow_radius, p.max_extent)
             if masks[j].any():
-                c_l = xyz_f[masks[j]].mean(0)
-                o.seed_world = pose[:3, :3] @ c_l + pose[:3, 3]
+                o.seed_world = mask_centroid_world(xyz_f, masks[j], pose)
         res.point_masks = masks
         res.point_scores = masks.astype(np.float32)
         res.image_masks = image_masks_from_lidar(xyz_f, masks, frame.cameras)

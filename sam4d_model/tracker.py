@@ -277,23 +277,14 @@ class StreamingTracker:
         return res
 
     def _click_seeds(self, p: _PendingPrompt, frame: Frame, xyz: np.ndarray, candidates: np.ndarray) -> List[int]:
-        """Indices of the points a prompt's positive clicks land on: LiDAR clicks at the nearest candidate point
-        within ``seed_radius``, image clicks at the nearest-depth candidate projected within ``pixel_radius``.
-        """
+        """Indices of the points a prompt's positive clicks land on (:func:`~sam4d_model.geometric.click_seeds`)."""
         from . import geometric as geo
 
-        gp = self.geometric_params
-        seeds = []
-        if p.lidar_points:
-            pos = np.concatenate(p.lidar_points, 0)[np.concatenate(p.lidar_labels, 0) == 1]
-            seeds += [s for q in pos if (s := geo.nearest_seed(xyz, candidates, q, gp.seed_radius)) is not None]
+        lidar = np.concatenate(p.lidar_points, 0)[np.concatenate(p.lidar_labels, 0) == 1] if p.lidar_points else []
         ci = self._camera_index(frame, p.camera) if p.image_points else None
-        if ci is not None:
-            cam = frame.cameras[ci]
-            uv = np.concatenate(p.image_points, 0)[np.concatenate(p.image_labels, 0) == 1]
-            seeds += [s for q in uv if (s := geo.pixel_seed(xyz, candidates, q, cam.intrinsics, cam.camera2lidar,
-                                                             cam.width, cam.height, gp.pixel_radius)) is not None]
-        return seeds
+        uv = np.concatenate(p.image_points, 0)[np.concatenate(p.image_labels, 0) == 1] if ci is not None else []
+        return geo.click_seeds(xyz, candidates, lidar, uv, None if ci is None else frame.cameras[ci],
+                               self.geometric_params)
 
     def _apply_priors(self, res: TrackResult, frame: Frame, clicked: Dict[int, "_PendingPrompt"]) -> None:
         """The geometric priors of the constructor (in place on ``res``); ``clicked``: this frame's prompts."""
@@ -307,13 +298,11 @@ class StreamingTracker:
             ground = np.ones(len(xyz), bool)
             ground[finite] = geo.ground_mask(xyz[finite], gp)
             pose = np.asarray(frame.lidar2world, np.float64) if self.use_ego_motion else np.eye(4)
-            inv = np.linalg.inv(pose)
             for j, oid in enumerate(res.obj_ids):
                 if oid in clicked:
                     seeds = self._click_seeds(clicked[oid], frame, xyz, ~ground)
                 elif oid in self._seed_world:  # the last mask's centroid, moved into this frame by ego motion
-                    q = inv[:3, :3] @ self._seed_world[oid] + inv[:3, 3]
-                    s = geo.nearest_seed(xyz, ~ground, q, gp.seed_radius)
+                    s = geo.carried_seed(xyz, ~ground, self._seed_world[oid], pose, gp)
                     if s is None:  # nothing where the object was: reported absent (the model's mask is not kept)
                         res.point_masks[j] = False
                         res.point_scores[j] = 0.0
@@ -325,8 +314,7 @@ class StreamingTracker:
                 res.point_masks[j] = geo.refine_lidar_mask(xyz, res.point_masks[j], gp, np.array(seeds, np.int64),
                                                            ground=ground)
                 if res.point_masks[j].any():
-                    c = xyz[res.point_masks[j]].mean(0)
-                    self._seed_world[oid] = pose[:3, :3] @ c + pose[:3, 3]
+                    self._seed_world[oid] = geo.mask_centroid_world(xyz, res.point_masks[j], pose)
         if self.image_from_lidar:
             res.image_masks = geo.image_masks_from_lidar(xyz, res.point_masks & finite[None], frame.cameras)
 
