@@ -241,9 +241,7 @@ class Sam4dNode(Node):
                           f"(checkpoint: {p['checkpoint'] or 'embedded'})")
         else:
             self.device = getattr(tracker, "device", "?")
-        self.pipeline = Pipeline(tracker, self.registry, self.commands, PipelineConfig(
-            max_points=p["max_points"], min_range=p["min_range"], max_range=p["max_range"],
-            click_project_to_image=p["click_project_to_image"], use_ego_motion=p["use_ego_motion"]), logger=self.log)
+        self.pipeline = Pipeline(tracker, self.registry, self.commands, PipelineConfig.from_params(p), logger=self.log)
 
         self.sync = LidarDrivenSync(num_cameras=len(p["cameras"]), tolerance_ns=int(p["sync_tolerance"] * NS),
                                     max_wait_ns=int(p["sync_max_wait"] * NS), queue_size=p["queue_size"],

@@ -104,6 +104,12 @@ class PipelineConfig:
     click_project_to_image: bool = True
     use_ego_motion: bool = True
 
+    @classmethod
+    def from_params(cls, params: dict) -> "PipelineConfig":
+        """The knobs of the node parameters ``params`` (node and bag tools)."""
+        return cls(max_points=params["max_points"], min_range=params["min_range"], max_range=params["max_range"],
+                   click_project_to_image=params["click_project_to_image"], use_ego_motion=params["use_ego_motion"])
+
 
 @dataclass
 class ObjectStat:

@@ -190,9 +190,7 @@ def process_bag(in_path, out_path, prompts: List[dict], params: dict, tracker=No
         model = load_model(p["checkpoint"], device, p["model_config"], log=log)
         tracker = build_tracker(model, device, p)
     registry, commands = ObjectRegistry(p["max_objects"]), CommandQueue()
-    pipe = Pipeline(tracker, registry, commands, PipelineConfig(
-        max_points=p["max_points"], min_range=p["min_range"], max_range=p["max_range"],
-        click_project_to_image=p["click_project_to_image"], use_ego_motion=p["use_ego_motion"]))
+    pipe = Pipeline(tracker, registry, commands, PipelineConfig.from_params(p))
     tf = BufferTransformSource(cache_time_s=60.0)
     cams = list(p["cameras"])
     img_topics = list(p["image_topics"])
