@@ -198,24 +198,23 @@ def _run_seq(seq: nn.Module, x: torch.Tensor, ctx: Dict) -> torch.Tensor:
     for m in seq.children() if isinstance(seq, (nn.Sequential, spconv.SparseSequential)) else [seq]:
         if isinstance(m, SparseBasicBlock):
             identity = x if m.down is None else _run_seq(m.down, x, ctx)
-            out = torch.relu(m.bn1(subm_conv(x, m.conv1.weight, ctx["nmap"])))
-            out = m.bn2(subm_conv(out, m.conv2.weight, ctx["nmap"]))
+            pairs = pyramid_pairs(ctx["pyr"], ctx["stride"])
+            out = torch.relu(m.bn1(subm_conv(x, m.conv1.weight, pairs)))
+            out = m.bn2(subm_conv(out, m.conv2.weight, pairs))
             x = torch.relu(out + identity)
         elif isinstance(m, spconv.SubMConv3d):
-            x = subm_conv(x, m.weight, ctx["nmap"])
+            x = subm_conv(x, m.weight, pyramid_pairs(ctx["pyr"], ctx["stride"]))
             if m.bias is not None:
                 x = x + m.bias
         elif isinstance(m, spconv.SparseInverseConv3d):
             fine = ctx["pyr"].level(ctx["stride"] // 2)
             x = up_conv(x, m.weight, fine.parent, fine.child_offset, pyramid_groups(ctx["pyr"], ctx["stride"] // 2))
             ctx["stride"] //= 2
-            ctx["nmap"] = ctx["nmaps"][ctx["stride"]]
         elif isinstance(m, spconv.SparseConv3d):
             fine = ctx["pyr"].level(ctx["stride"])
             groups = pyramid_groups(ctx["pyr"], ctx["stride"])
             ctx["stride"] *= 2
             x = down_conv(x, m.weight, fine.parent, fine.child_offset, ctx["pyr"].num_voxels(ctx["stride"]), groups)
-            ctx["nmap"] = ctx["nmaps"][ctx["stride"]]
         elif isinstance(m, (nn.BatchNorm1d, nn.ReLU, nn.Identity, nn.LeakyReLU)):
             x = m(x)
         elif isinstance(m, (nn.Sequential, spconv.SparseSequential)):
@@ -228,8 +227,7 @@ def _run_seq(seq: nn.Module, x: torch.Tensor, ctx: Dict) -> torch.Tensor:
 def minkunet_forward_torch(backbone: nn.Module, voxel_features: torch.Tensor, pyr: VoxelPyramid
                            ) -> Dict[int, torch.Tensor]:
     """Run a :class:`~sam4d_model.modeling.lidar_encoder.MinkUNet` with torch ops; features per stride {16, 8, 4}."""
-    nmaps = {s: pyramid_pairs(pyr, s) for s in (1, 2, 4, 8, 16)}
-    ctx = {"pyr": pyr, "stride": 1, "nmaps": nmaps, "nmap": nmaps[1]}
+    ctx = {"pyr": pyr, "stride": 1}
     x = _run_seq(backbone.stem, voxel_features, ctx)
     feats: List[torch.Tensor] = []
     for stage in backbone.encoder:
