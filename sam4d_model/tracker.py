@@ -125,6 +125,23 @@ class StreamingTracker:
         self._seed_world.clear()
         self._t = 0
 
+    def rebase_world(self, new_from_old: np.ndarray) -> None:
+        """Re-express everything stored in world coordinates in another world frame: ``p_new = new_from_old @ p_old``.
+
+        For a caller whose frames had no pose at first (``lidar2world`` identity: the world was the LiDAR frame) and
+        that now has one: without this, the memories' poses and the carried seeds of those frames are read in the
+        wrong world and ego-motion compensation moves them by the whole first pose.
+        """
+        t = np.asarray(new_from_old, np.float64).reshape(4, 4)
+        moved: Dict[int, torch.Tensor] = {}  # entries of one frame share a pose tensor: keep them sharing one
+        for ents in self._memories.values():
+            for e in ents:
+                if id(e.pose) not in moved:
+                    moved[id(e.pose)] = torch.as_tensor(t, dtype=e.pose.dtype, device=e.pose.device) @ e.pose
+                e.pose = moved[id(e.pose)]
+        for oid, s in self._seed_world.items():
+            self._seed_world[oid] = t[:3, :3] @ s + t[:3, 3]
+
     def remove_object(self, obj_id: int) -> bool:
         """Stop tracking ``obj_id``; returns whether it existed."""
         found = obj_id in self._memories or obj_id in self._pending

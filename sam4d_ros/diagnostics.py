@@ -36,6 +36,7 @@ WATCHED_COUNTERS: Dict[str, str] = {
     "no_camera_info": "frames without CameraInfo",
     "image_size_mismatch": "image/CameraInfo size mismatches",
     "errors": "processing errors",
+    "prompts_failed": "prompts that could not be applied",
 }
 
 

@@ -102,6 +102,11 @@ PARAMETERS = {
     "click_mode": ("new", "new: each positive click starts a new object; refine: it adds to the selected object.",
                    {}),
     "click_project_to_image": (True, "Also use a click's projection into the image as an image point prompt.", {}),
+    "prompt_history": (20, "Processed frames kept (LiDAR points and pose) for image prompts that name a passed frame "
+                           "(skipped, or processed before the prompt came): each click is carried over as the LiDAR "
+                           "point it lands on in the kept frame nearest the named one, moved by ego motion; a click "
+                           "on no point is refused with the reason (0: refused always).",
+                       {"integer_range": (0, 1000)}),
     "max_points": (300000, "Clouds with more usable points are subsampled (stride) for the model; the others "
                            "get object_id -1.", {"integer_range": (1000, 100_000_000)}),
     "min_range": (0.0, "Ignore points closer than this (m, 0 = off).", {"floating_point_range": (0.0, 1000.0)}),
@@ -520,9 +525,15 @@ class Sam4dNode(Node):
             self._drop(key, why)
         if fi.lidar2odom is not None:
             self._last_pose = fi.lidar2odom
+        log = self.pipeline.prompt_log
+        failed, carried = log.failed, log.carried
         res = self.pipeline.process(stamp, fi.cloud, fi.images, fi.cameras, fi.camera2lidar, fi.lidar2odom,
                                     pose_at=lambda ns: self._pose_at(fi.lidar_frame, ns),
                                     due_tolerance_ns=int(p["sync_tolerance"] * NS))
+        if log.failed > failed:
+            self.stats.count("prompts_failed", log.failed - failed)
+        if log.carried > carried:
+            self.stats.count("prompts_carried", log.carried - carried)
         for e in res.errors:
             self._drop("frame_warnings", e)
         for a in res.applied:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -103,12 +104,14 @@ class PipelineConfig:
     max_range: float = 0.0
     click_project_to_image: bool = True
     use_ego_motion: bool = True
+    prompt_history: int = 20
 
     @classmethod
     def from_params(cls, params: dict) -> "PipelineConfig":
         """The knobs of the node parameters ``params`` (node and bag tools)."""
         return cls(max_points=params["max_points"], min_range=params["min_range"], max_range=params["max_range"],
-                   click_project_to_image=params["click_project_to_image"], use_ego_motion=params["use_ego_motion"])
+                   click_project_to_image=params["click_project_to_image"], use_ego_motion=params["use_ego_motion"],
+                   prompt_history=params["prompt_history"])
 
 
 @dataclass
@@ -231,6 +234,35 @@ class Pipeline:
         self.log = logger or logging.getLogger("sam4d_ros")
         self.prompt_log = PromptLog()
         self.frame_index = 0
+        self._unanchored_ns: Optional[int] = None  # newest frame processed before any pose was known
+        # processed frames for prompts that name a passed frame:
+        # (stamp, xyz, lidar2world, pose from odom, camera models, camera2lidar)
+        self._history: deque = deque(maxlen=max(0, int(config.prompt_history)))
+        self._due_tolerance_ns = 0
+
+    def _anchor_world(self, stamp_ns: int, lidar2odom: Optional[np.ndarray],
+                      pose_at: Callable[[int], Optional[np.ndarray]]) -> np.ndarray:
+        """The ``lidar2world`` of this frame; re-anchors the tracker when the first pose arrives.
+
+        Frames before any pose (``lidar2odom`` None: odom not yet on TF when the replay or the car starts) run in the
+        LiDAR frame as world. When a pose first comes, the tracker's stored world coordinates are moved into odom by
+        the pose of the newest pose-less frame (looked up now: its transform may have arrived since; else this
+        frame's pose, i.e. no motion in between), so memories and carried seeds stay where they were.
+        """
+        if lidar2odom is None:
+            self._unanchored_ns = stamp_ns
+            return np.eye(4)
+        if self._unanchored_ns is not None:
+            then = pose_at(self._unanchored_ns)
+            t = np.asarray(then if then is not None else lidar2odom, np.float64)
+            self.tracker.rebase_world(t)
+            self._history = deque([(h[0], h[1], t @ h[2], True, h[4], h[5]) for h in self._history],
+                                  maxlen=self._history.maxlen)
+            self.log.info(f"odom available from {stamp_ns / 1e9:.6f}: moved the tracked objects' world coordinates "
+                          f"into odom ({'pose of' if then is not None else 'no pose at'} the last pose-less frame "
+                          f"{self._unanchored_ns / 1e9:.6f})")
+            self._unanchored_ns = None
+        return lidar2odom
 
     # ------------------------------------------------------------------ prompts
     def _apply(self, cmds, stamp_ns: int, lidar2odom: Optional[np.ndarray], cameras: Sequence[CameraModel],
@@ -247,7 +279,7 @@ class Pipeline:
                     self.tracker.remove_object(c.obj_id)
                     res.applied.append(f"removed object {c.obj_id}")
                 elif isinstance(c, PromptCommand):
-                    self._apply_prompt(c, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at)
+                    self._apply_prompt(c, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at, res)
                     prompted.add(c.obj_id)
                     self.prompt_log.applied += 1
                     res.applied.append(c.describe())
@@ -256,9 +288,82 @@ class Pipeline:
                 msg = f"could not apply {type(c).__name__} for object {getattr(c, 'obj_id', '-')}: {exc}"
                 res.errors.append(msg)
                 self.log.error(msg)
+                if isinstance(c, PromptCommand) and c.obj_id not in self.tracker.object_ids:
+                    self.registry.remove(c.obj_id)  # its first prompt failed: no phantom object in list_objects
         return prompted
 
-    def _apply_prompt(self, c: PromptCommand, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at) -> None:
+    def _history_frame(self, stamp_ns: int):
+        """The kept processed frame nearest ``stamp_ns`` (a tuple, see ``__init__``) or None."""
+        if not self._history:
+            return None
+        return min(self._history, key=lambda h: abs(h[0] - stamp_ns))
+
+    def _lift_image_clicks(self, c: PromptCommand, stamp_ns: int, pose_at):
+        """LiDAR points ``(K, 3)`` (LiDAR frame at ``c.target_stamp_ns``) and labels of an image prompt's clicks.
+
+        Each click goes to the nearest-depth non-ground point of the kept processed frame nearest the named stamp
+        (that frame's points moved to the named stamp by ego motion when both poses are known, else taken as they
+        are), projected into the prompt's camera with that frame's calibration, within ``pixel_radius``. Raises
+        ``ValueError`` with the reason when a positive click lands on no point or no frame is kept.
+        """
+        from sam4d_model import geometric as geo
+
+        t = c.target_stamp_ns
+        h = self._history_frame(t)
+        age = (stamp_ns - t) / 1e9
+        if h is None:
+            raise ValueError(f"image prompt names a frame {age:.2f} s before the frame it reached and no processed "
+                             f"frame is kept to carry it over (prompt_history 0); click again on a current image")
+        h_ns, xyz, h_pose, h_anchored, cameras, cam2lidar = h
+        then = pose_at(t) if h_anchored else None
+        if then is not None and h_ns != t:
+            xyz = compensate_ego_motion(xyz, h_pose, then)
+        cam = c.camera
+        if not 0 <= cam < len(cameras):
+            raise ValueError(f"image prompt camera {cam} not in this frame ({len(cameras)} camera(s))")
+        gp = getattr(self.tracker, "geometric_params", None) or geo.GeometricParams()
+        cand = ~geo.ground_mask(np.asarray(xyz, np.float64), gp)
+        cm = cameras[cam]
+        pts, labs = [], []
+        for uv, lab in zip(np.asarray(c.image_points, np.float64), np.asarray(c.image_labels)):
+            k = geo.pixel_seed(xyz, cand, uv, cm.K, cam2lidar[cam], cm.width, cm.height, gp.pixel_radius)
+            if k is None:
+                if lab == 1:
+                    raise ValueError(
+                        f"image prompt names a frame {age:.2f} s before the frame it reached (stamp "
+                        f"{t / 1e9:.6f}, nearest kept frame {(h_ns - t) / 1e9:+.2f} s from it) and its click "
+                        f"{np.round(uv, 1).tolist()} lands on no LiDAR point to carry it over: not applied; click "
+                        f"again on a current image, or click the object in the cloud")
+                continue  # a negative click on nothing constrains nothing
+            pts.append(xyz[k])
+            labs.append(int(lab))
+        return np.asarray(pts, np.float32).reshape(-1, 3), np.asarray(labs, np.int64)
+
+    def _apply_prompt(self, c: PromptCommand, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at,
+                      res: Optional[FrameResult] = None) -> None:
+        project = c.project_to_image and self.cfg.click_project_to_image
+        stale = c.target_stamp_ns > 0 and stamp_ns - c.target_stamp_ns > self._due_tolerance_ns
+        if stale and c.lidar_points is None and c.lidar_box is None and (c.image_points is not None
+                                                                          or c.image_box is not None):
+            age = (stamp_ns - c.target_stamp_ns) / 1e9
+            if c.image_points is not None and len(c.image_points):
+                # the named frame has passed (skipped or processed before the prompt came): a pixel of that frame
+                # is not the same place in this one. Carried as the LiDAR point it lands on, moved by ego motion.
+                pts, labs = self._lift_image_clicks(c, stamp_ns, pose_at)
+                self.prompt_log.carried += 1
+                msg = (f"image prompt for object {c.obj_id} names a frame {age:.2f} s earlier: its "
+                       f"{len(pts)} click(s) carried over as LiDAR point(s) {np.round(pts, 2).tolist()}")
+                self.log.info(msg)
+                if res is not None:
+                    res.applied.append(msg)
+                c = PromptCommand(obj_id=c.obj_id, target_stamp_ns=c.target_stamp_ns, camera=c.camera,
+                                  image_box=c.image_box, lidar_points=pts, lidar_labels=labs,
+                                  points_stamp_ns=c.target_stamp_ns, reset_object=c.reset_object,
+                                  project_to_image=True, source=c.source)
+                project = True
+            elif res is not None:
+                res.errors.append(f"image box prompt for object {c.obj_id} names a frame {age:.2f} s earlier: "
+                                  f"applied to this frame unchanged (boxes are not carried over)")
         lidar_points, lidar_box = c.lidar_points, c.lidar_box
         if c.points_stamp_ns and c.points_stamp_ns != stamp_ns and lidar2odom is not None and (
                 lidar_points is not None or lidar_box is not None):
@@ -270,7 +375,7 @@ class Pipeline:
                     ctr = lidar_box.mean(0, keepdims=True)
                     lidar_box = lidar_box + (compensate_ego_motion(ctr, then, lidar2odom) - ctr)
         image_points, image_labels, image_box, cam = c.image_points, c.image_labels, c.image_box, c.camera
-        if c.project_to_image and self.cfg.click_project_to_image and lidar_points is not None and cameras:
+        if project and lidar_points is not None and cameras:
             for ci, (cm, T) in enumerate(zip(cameras, cam2lidar)):
                 uv, ok = project_points(lidar_points, cm.K, T, cm.width, cm.height)
                 if ok.any():
@@ -320,6 +425,11 @@ class Pipeline:
                               f"model not run, prompts stay queued")
             return res
 
+        lidar2world = self._anchor_world(stamp_ns, lidar2odom, pose_at)
+        if self._history.maxlen:
+            self._history.append((stamp_ns, cloud.xyz[idx].astype(np.float32), lidar2world, lidar2odom is not None,
+                                  list(cameras), [np.asarray(t, np.float64) for t in cam2lidar]))
+        self._due_tolerance_ns = int(due_tolerance_ns)
         cmds = self.commands.take_due(stamp_ns, due_tolerance_ns)
         prompted = self._apply(cmds, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at, res)
         self.drop_removed()
@@ -330,7 +440,7 @@ class Pipeline:
         pts = np.concatenate([cloud.xyz[idx], np.nan_to_num(inten)[:, None].astype(np.float32)], 1)
         cams = [CameraFrame(name=str(i), image=img, intrinsics=cm.K.astype(np.float32), camera2lidar=T)
                 for i, (img, cm, T) in enumerate(zip(images, cameras, cam2lidar))]
-        frame = Frame(points=pts, cameras=cams, lidar2world=lidar2odom if lidar2odom is not None else np.eye(4),
+        frame = Frame(points=pts, cameras=cams, lidar2world=lidar2world,
                       timestamp=stamp_ns * 1e-9, index=self.frame_index)
         self.frame_index += 1
         t1 = time.perf_counter()

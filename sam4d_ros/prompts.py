@@ -333,5 +333,6 @@ class PromptLog:
     rejected: int = 0
     applied: int = 0
     failed: int = 0
+    carried: int = 0  # image prompts naming a passed frame, carried over as LiDAR points
     last_rejection: str = ""
     history: List[str] = field(default_factory=list)
