@@ -130,7 +130,8 @@ def test_prompt_before_first_frame_is_kept_and_applied(rig):
     assert rig.h.wait_for(lambda: rig.objects and len(rig.objects[-1][1].objects) == 1, 10)
     lst = rig.h.call(ListObjects, "/sam4d/list_objects", ListObjects.Request())
     assert list(lst.object_ids) == [1] and lst.num_prompts[0] == 1 and lst.frames_tracked[0] >= 1
-    assert rig.status and "frames_processed" in json.loads(rig.status[-1][1].data)
+    assert rig.h.wait_for(lambda: rig.status, 10)  # ~/status is periodic: the first may come after the frame
+    assert "frames_processed" in json.loads(rig.status[-1][1].data)
 
 
 def test_invalid_prompts_get_reasons(rig):
