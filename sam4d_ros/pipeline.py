@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -157,6 +157,18 @@ class FrameDropped(Exception):
 
 
 @dataclass
+class KeptFrame:
+    """A processed frame kept for prompts that name a passed frame (``prompt_history``)."""
+
+    stamp_ns: int
+    xyz: np.ndarray  # (M, 3) float32: the points the model saw
+    lidar2world: np.ndarray
+    anchored: bool  # lidar2world is an odom pose (else the LiDAR frame as world, before odom was known)
+    cameras: List[CameraModel]
+    camera2lidar: List[np.ndarray]
+
+
+@dataclass
 class FrameInputs:
     """Decoded, calibrated inputs of one synchronised frame."""
 
@@ -235,10 +247,7 @@ class Pipeline:
         self.prompt_log = PromptLog()
         self.frame_index = 0
         self._unanchored_ns: Optional[int] = None  # newest frame processed before any pose was known
-        # processed frames for prompts that name a passed frame:
-        # (stamp, xyz, lidar2world, pose from odom, camera models, camera2lidar)
-        self._history: deque = deque(maxlen=max(0, int(config.prompt_history)))
-        self._due_tolerance_ns = 0
+        self._history: deque = deque(maxlen=max(0, int(config.prompt_history)))  # KeptFrame
 
     def _anchor_world(self, stamp_ns: int, lidar2odom: Optional[np.ndarray],
                       pose_at: Callable[[int], Optional[np.ndarray]]) -> np.ndarray:
@@ -256,8 +265,8 @@ class Pipeline:
             then = pose_at(self._unanchored_ns)
             t = np.asarray(then if then is not None else lidar2odom, np.float64)
             self.tracker.rebase_world(t)
-            self._history = deque([(h[0], h[1], t @ h[2], True, h[4], h[5]) for h in self._history],
-                                  maxlen=self._history.maxlen)
+            for h in self._history:
+                h.lidar2world, h.anchored = t @ h.lidar2world, True
             self.log.info(f"odom available from {stamp_ns / 1e9:.6f}: moved the tracked objects' world coordinates "
                           f"into odom ({'pose of' if then is not None else 'no pose at'} the last pose-less frame "
                           f"{self._unanchored_ns / 1e9:.6f})")
@@ -267,7 +276,7 @@ class Pipeline:
     # ------------------------------------------------------------------ prompts
     def _apply(self, cmds, stamp_ns: int, lidar2odom: Optional[np.ndarray], cameras: Sequence[CameraModel],
                cam2lidar: Sequence[np.ndarray], pose_at: Callable[[int], Optional[np.ndarray]],
-               res: FrameResult) -> set:
+               res: FrameResult, due_tolerance_ns: int) -> set:
         prompted = set()
         for c in cmds:
             try:
@@ -279,7 +288,7 @@ class Pipeline:
                     self.tracker.remove_object(c.obj_id)
                     res.applied.append(f"removed object {c.obj_id}")
                 elif isinstance(c, PromptCommand):
-                    self._apply_prompt(c, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at, res)
+                    self._apply_prompt(c, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at, res, due_tolerance_ns)
                     prompted.add(c.obj_id)
                     self.prompt_log.applied += 1
                     res.applied.append(c.describe())
@@ -292,11 +301,11 @@ class Pipeline:
                     self.registry.remove(c.obj_id)  # its first prompt failed: no phantom object in list_objects
         return prompted
 
-    def _history_frame(self, stamp_ns: int):
-        """The kept processed frame nearest ``stamp_ns`` (a tuple, see ``__init__``) or None."""
+    def _history_frame(self, stamp_ns: int) -> Optional[KeptFrame]:
+        """The kept processed frame nearest ``stamp_ns``, or None."""
         if not self._history:
             return None
-        return min(self._history, key=lambda h: abs(h[0] - stamp_ns))
+        return min(self._history, key=lambda h: abs(h.stamp_ns - stamp_ns))
 
     def _lift_image_clicks(self, c: PromptCommand, stamp_ns: int, pose_at):
         """LiDAR points ``(K, 3)`` (LiDAR frame at ``c.target_stamp_ns``) and labels of an image prompt's clicks.
@@ -314,10 +323,10 @@ class Pipeline:
         if h is None:
             raise ValueError(f"image prompt names a frame {age:.2f} s before the frame it reached and no processed "
                              f"frame is kept to carry it over (prompt_history 0); click again on a current image")
-        h_ns, xyz, h_pose, h_anchored, cameras, cam2lidar = h
-        then = pose_at(t) if h_anchored else None
-        if then is not None and h_ns != t:
-            xyz = compensate_ego_motion(xyz, h_pose, then)
+        xyz, cameras, cam2lidar = h.xyz, h.cameras, h.camera2lidar
+        then = pose_at(t) if h.anchored else None
+        if then is not None and h.stamp_ns != t:
+            xyz = compensate_ego_motion(xyz, h.lidar2world, then)
         cam = c.camera
         if not 0 <= cam < len(cameras):
             raise ValueError(f"image prompt camera {cam} not in this frame ({len(cameras)} camera(s))")
@@ -331,7 +340,7 @@ class Pipeline:
                 if lab == 1:
                     raise ValueError(
                         f"image prompt names a frame {age:.2f} s before the frame it reached (stamp "
-                        f"{t / 1e9:.6f}, nearest kept frame {(h_ns - t) / 1e9:+.2f} s from it) and its click "
+                        f"{t / 1e9:.6f}, nearest kept frame {(h.stamp_ns - t) / 1e9:+.2f} s from it) and its click "
                         f"{np.round(uv, 1).tolist()} lands on no LiDAR point to carry it over: not applied; click "
                         f"again on a current image, or click the object in the cloud")
                 continue  # a negative click on nothing constrains nothing
@@ -339,10 +348,10 @@ class Pipeline:
             labs.append(int(lab))
         return np.asarray(pts, np.float32).reshape(-1, 3), np.asarray(labs, np.int64)
 
-    def _apply_prompt(self, c: PromptCommand, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at,
-                      res: Optional[FrameResult] = None) -> None:
+    def _apply_prompt(self, c: PromptCommand, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at, res: FrameResult,
+                      due_tolerance_ns: int) -> None:
         project = c.project_to_image and self.cfg.click_project_to_image
-        stale = c.target_stamp_ns > 0 and stamp_ns - c.target_stamp_ns > self._due_tolerance_ns
+        stale = c.target_stamp_ns > 0 and stamp_ns - c.target_stamp_ns > due_tolerance_ns
         if stale and c.lidar_points is None and c.lidar_box is None and (c.image_points is not None
                                                                           or c.image_box is not None):
             age = (stamp_ns - c.target_stamp_ns) / 1e9
@@ -354,14 +363,11 @@ class Pipeline:
                 msg = (f"image prompt for object {c.obj_id} names a frame {age:.2f} s earlier: its "
                        f"{len(pts)} click(s) carried over as LiDAR point(s) {np.round(pts, 2).tolist()}")
                 self.log.info(msg)
-                if res is not None:
-                    res.applied.append(msg)
-                c = PromptCommand(obj_id=c.obj_id, target_stamp_ns=c.target_stamp_ns, camera=c.camera,
-                                  image_box=c.image_box, lidar_points=pts, lidar_labels=labs,
-                                  points_stamp_ns=c.target_stamp_ns, reset_object=c.reset_object,
-                                  project_to_image=True, source=c.source)
-                project = True
-            elif res is not None:
+                res.applied.append(msg)
+                c = replace(c, image_points=None, image_labels=None, lidar_points=pts, lidar_labels=labs,
+                            points_stamp_ns=c.target_stamp_ns)
+                project = True  # the clicks were on the image: their projection is the image prompt
+            else:
                 res.errors.append(f"image box prompt for object {c.obj_id} names a frame {age:.2f} s earlier: "
                                   f"applied to this frame unchanged (boxes are not carried over)")
         lidar_points, lidar_box = c.lidar_points, c.lidar_box
@@ -426,18 +432,18 @@ class Pipeline:
             return res
 
         lidar2world = self._anchor_world(stamp_ns, lidar2odom, pose_at)
+        xyz = cloud.xyz[idx]
         if self._history.maxlen:
-            self._history.append((stamp_ns, cloud.xyz[idx].astype(np.float32), lidar2world, lidar2odom is not None,
-                                  list(cameras), [np.asarray(t, np.float64) for t in cam2lidar]))
-        self._due_tolerance_ns = int(due_tolerance_ns)
+            self._history.append(KeptFrame(stamp_ns, xyz, lidar2world, lidar2odom is not None, list(cameras),
+                                           [np.asarray(t, np.float64) for t in cam2lidar]))
         cmds = self.commands.take_due(stamp_ns, due_tolerance_ns)
-        prompted = self._apply(cmds, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at, res)
+        prompted = self._apply(cmds, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at, res, int(due_tolerance_ns))
         self.drop_removed()
 
         from sam4d_model.types import CameraFrame, Frame
 
         inten = cloud.intensity[idx] if cloud.intensity is not None else np.zeros(idx.size, np.float32)
-        pts = np.concatenate([cloud.xyz[idx], np.nan_to_num(inten)[:, None].astype(np.float32)], 1)
+        pts = np.concatenate([xyz, np.nan_to_num(inten)[:, None].astype(np.float32)], 1)
         cams = [CameraFrame(name=str(i), image=img, intrinsics=cm.K.astype(np.float32), camera2lidar=T)
                 for i, (img, cm, T) in enumerate(zip(images, cameras, cam2lidar))]
         frame = Frame(points=pts, cameras=cams, lidar2world=lidar2world,
