@@ -42,6 +42,8 @@ def read_bag(path, topics: Optional[Sequence[str]] = None) -> Iterator[Tuple[str
 
     with Reader(Path(path)) as reader:
         conns = [c for c in reader.connections if topics is None or c.topic in topics]
+        if not conns:  # rosbags reads every connection when given none
+            return
         for conn, t, raw in reader.messages(connections=conns):
             yield conn.topic, conn.msgtype, int(t), bytes(raw)
 
@@ -121,6 +123,8 @@ class BagReplayer:
 
     def run(self, stop: Optional[threading.Event] = None, max_messages: int = 0) -> int:
         """Play the bag (``loop``: until ``stop``); returns the number of messages published."""
+        if not self._pubs:
+            return 0
         try:
             return self._run(stop or threading.Event(), max_messages)
         except Exception as exc:  # noqa: BLE001 - node/context destroyed while playing (shutdown): stop quietly
@@ -186,27 +190,51 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 2
         a, b = r.split(":=", 1)
         remap[a] = b
-    rclpy.init(args=argv)
-    node = rclpy.create_node("sam4d_bag_replay")
-    stop = threading.Event()
+    from rclpy.signals import SignalHandlerOptions
+
+    from sam4d_ros.shutdown import ShutdownSignals
+
+    signals = ShutdownSignals("sam4d_bag_replay")
+    node = executor = spin = None
     try:
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+        node = rclpy.create_node("sam4d_bag_replay")
+        try:
+            topics = bag_topics(args.bag)
+        except Exception as exc:  # noqa: BLE001 - rosbags raises its own error types for unreadable bags
+            node.get_logger().fatal(f"cannot read {args.bag}: {exc}")
+            return 2
         rep = BagReplayer(node, args.bag, rate=args.rate, topics=args.topics, remap=remap,
                           publish_clock=not args.no_clock, loop=args.loop)
+        if not rep.topics_published:
+            wanted = args.topics if args.topics else sorted(topics)
+            node.get_logger().fatal(f"nothing to replay in {args.bag}: none of the topics {wanted} is in the bag "
+                                    f"with an importable message type (bag topics: {topics})")
+            return 2
         node.get_logger().info(f"replaying {args.bag}: {rep.topics_published} at rate {args.rate}")
         executor = rclpy.executors.SingleThreadedExecutor()
         executor.add_node(node)
-        spin = threading.Thread(target=executor.spin, daemon=True)
+        spin = threading.Thread(target=signals.spin, args=(executor,), daemon=True)
+        signals.started()
         spin.start()
-        time.sleep(args.delay)
-        n = rep.run(stop)
-        node.get_logger().info(f"done: {n} messages")
-        time.sleep(0.5)  # let reliable writers deliver the last messages
+        if not signals.event.wait(args.delay):
+            n = rep.run(signals.event)
+            node.get_logger().info(f"done: {n} messages")
+            signals.event.wait(0.5)  # let reliable writers deliver the last messages
         return 0
-    except KeyboardInterrupt:
-        stop.set()
+    except KeyboardInterrupt:  # a signal before playing started
         return 0
     finally:
-        node.destroy_node()
+        # stop the spin thread before anything is destroyed: a thread still inside the executor at interpreter
+        # exit aborted the process ("terminate called without an active exception", exit 134)
+        signals.started()
+        signals.event.set()
+        if spin is not None:
+            spin.join(timeout=5.0)
+        if executor is not None:
+            executor.shutdown(timeout_sec=1.0)
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
 
 

@@ -239,6 +239,7 @@ class Sam4dNode(Node):
 
                 torch.set_num_threads(p["torch_threads"])
             t0 = time.perf_counter()
+            self.log.info(f"loading the model on {device} (checkpoint: {p['checkpoint'] or 'embedded'})")
             model = load_model(p["checkpoint"], device, p["model_config"], log=self.log.warning)
             tracker = build_tracker(model, device, p)
             self.device = device
@@ -255,17 +256,22 @@ class Sam4dNode(Node):
 
         # inputs
         depth = p["qos_depth"]
-        self.create_subscription(PointCloud2, p["points_topic"], self._on_cloud,
-                                 sensor_qos(p["points_reliability"], depth))
+        sub_points = self.create_subscription(PointCloud2, p["points_topic"], self._on_cloud,
+                                              sensor_qos(p["points_reliability"], depth))
+        sub_images, sub_infos = [], []
         for i, (itopic, ctopic) in enumerate(zip(p["image_topics"], p["camera_info_topics"])):
             if p["image_transport"] == "compressed":
-                self.create_subscription(CompressedImage, itopic.rstrip("/") + "/compressed",
-                                         lambda m, i=i: self._on_image(i, m), sensor_qos(p["image_reliability"], depth))
+                sub_images.append(self.create_subscription(
+                    CompressedImage, itopic.rstrip("/") + "/compressed", lambda m, i=i: self._on_image(i, m),
+                    sensor_qos(p["image_reliability"], depth)))
             else:
-                self.create_subscription(Image, itopic, lambda m, i=i: self._on_image(i, m),
-                                         sensor_qos(p["image_reliability"], depth))
-            self.create_subscription(CameraInfo, ctopic, lambda m, i=i: self._on_camera_info(i, m),
-                                     sensor_qos(p["camera_info_reliability"], depth))
+                sub_images.append(self.create_subscription(Image, itopic, lambda m, i=i: self._on_image(i, m),
+                                                           sensor_qos(p["image_reliability"], depth)))
+            sub_infos.append(self.create_subscription(CameraInfo, ctopic, lambda m, i=i: self._on_camera_info(i, m),
+                                                      sensor_qos(p["camera_info_reliability"], depth)))
+        #: the input topics as subscribed: resolved (namespace, ``~``) and remapped, as ``ros2 topic`` shows them
+        self.input_topics = {"points": sub_points.topic_name, "images": [s.topic_name for s in sub_images],
+                             "camera_info": [s.topic_name for s in sub_infos]}
         click_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(PointStamped, p["click_topic"], lambda m: self._on_click(m, True), click_qos)
         self.create_subscription(PointStamped, p["negative_click_topic"], lambda m: self._on_click(m, False),
@@ -300,8 +306,11 @@ class Sam4dNode(Node):
         self._running = True
         self._worker = threading.Thread(target=self._work, name="sam4d_worker", daemon=True)
         self._worker.start()
-        self.log.info(f"sam4d ready: points {p['points_topic']}, images {p['image_topics']} ({p['image_transport']}), "
-                      f"camera_info {p['camera_info_topics']}, TF backend {self.tf.backend}, device {self.device}")
+        t = self.input_topics
+        self.log.info(f"TF backend: {self.tf.backend} ({self.tf.reason})")
+        self.log.info(f"sam4d ready: points {t['points']}, images {t['images']} ({p['image_transport']}), "
+                      f"camera_info {t['camera_info']}, clicks {self.resolve_topic_name(p['click_topic'])}, "
+                      f"outputs {self.pub_points.topic_name}, TF backend {self.tf.backend}, device {self.device}")
 
     # ------------------------------------------------------------------ parameters
     def _validate_parameters(self) -> None:
@@ -574,6 +583,8 @@ class Sam4dNode(Node):
                          "prompts": o.num_prompts} for o in self.registry.snapshot()]
         s["pending_commands"] = len(self.commands)
         s["tf_backend"] = self.tf.backend
+        s["tf_backend_reason"] = self.tf.reason
+        s["inputs"] = self.input_topics
         s["device"] = self.device
         s["camera_info"] = [cm is not None for cm in self._camera_models]
         s["tracker"] = self._tracker_memory()
@@ -628,26 +639,37 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name, (default, desc, _) in PARAMETERS.items():
             print(f"  {name} (default {default!r}): {desc}")
         return 0
-    rclpy.init(args=argv)
+    from rclpy.signals import SignalHandlerOptions
+
+    from sam4d_ros.shutdown import ShutdownSignals
+
+    signals = ShutdownSignals("sam4d")
     node = None
     try:
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
         try:
             node = Sam4dNode()
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
             rclpy.logging.get_logger("sam4d").fatal(str(exc))
             return 2
+        signals.started()
         executor = rclpy.executors.SingleThreadedExecutor()
         executor.add_node(node)
         try:
-            executor.spin()
-        except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+            signals.spin(executor)
+        except rclpy.executors.ExternalShutdownException:
             pass
+        node.log.info("shutting down")
+        return 0
+    except KeyboardInterrupt:  # a signal during start-up (model loading)
+        signals.started()  # later signals only log
+        rclpy.logging.get_logger("sam4d").info("interrupted during start-up; exiting")
         return 0
     finally:
+        signals.started()
         if node is not None:
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
+        rclpy.try_shutdown()
 
 
 if __name__ == "__main__":

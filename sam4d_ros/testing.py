@@ -133,8 +133,9 @@ def micro_model_config(path, image_size: int = 64, base: str = "sam4d_tiny") -> 
     return path
 
 
-def node_process(params: Dict[str, Any], log_path) -> subprocess.Popen:
-    """Start the node as its own process (``python -m sam4d_ros.node``) with ``-p name:=value`` parameters.
+def node_process(params: Dict[str, Any], log_path, remaps: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+    """Start the node as its own process (``python -m sam4d_ros.node``) with ``-p name:=value`` parameters and
+    ``-r from:=to`` remappings.
 
     Output goes to ``log_path``; this checkout comes first on ``PYTHONPATH``. Stop it with :func:`stop_process`.
     """
@@ -144,6 +145,8 @@ def node_process(params: Dict[str, Any], log_path) -> subprocess.Popen:
     for k, v in params.items():
         text = ("true" if v else "false") if isinstance(v, bool) else (str(v) if v != "" else "''")
         cmd += ["-p", f"{k}:={text}"]
+    for a, b in (remaps or {}).items():
+        cmd += ["-r", f"{a}:={b}"]
     with open(log_path, "w") as log:  # the child keeps its own descriptor
         return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 

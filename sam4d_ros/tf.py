@@ -50,6 +50,7 @@ class TransformSource:
     """Interface: ``lookup(target, source, stamp, timeout_s)`` -> 4x4, ``clear()``, ``backend``."""
 
     backend = "none"
+    reason = ""  #: why make_tf chose this backend (logged by the node)
 
     def lookup(self, target: str, source: str, stamp=None, timeout_s: float = 0.0) -> np.ndarray:
         """``T_target_source`` at ``stamp`` (``builtin_interfaces/Time``, rclpy Time or ns; 0/None = latest)."""
@@ -181,17 +182,29 @@ class Tf2RosTransformSource(TransformSource):
 
 def tf2_ros_available() -> bool:
     """Whether ``tf2_ros`` can be imported here."""
+    return tf2_ros_import_error() is None
+
+
+def tf2_ros_import_error() -> Optional[str]:
+    """``None`` when ``tf2_ros`` imports here, else the error (e.g. a dev-only ``tf2_msgs`` hiding the real one:
+    ``No module named 'tf2_msgs.srv'``).
+    """
     try:
         import tf2_ros  # noqa: F401
-        return True
-    except ImportError:
-        return False
+        return None
+    except ImportError as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 def make_tf(node, backend: str = "auto", cache_time_s: float = 10.0, callback_group=None) -> TransformSource:
     """Create the transform source: ``backend`` is ``auto`` (tf2_ros when importable), ``tf2_ros`` or ``own``."""
     if backend not in ("auto", "tf2_ros", "own"):
         raise ValueError(f"tf backend must be auto, tf2_ros or own, not {backend!r}")
-    if backend == "tf2_ros" or (backend == "auto" and tf2_ros_available()):
-        return Tf2RosTransformSource(node, cache_time_s=cache_time_s)
-    return OwnTransformSource(node, cache_time_s=cache_time_s, callback_group=callback_group)
+    err = None if backend == "own" else tf2_ros_import_error()
+    if backend == "tf2_ros" or (backend == "auto" and err is None):
+        src = Tf2RosTransformSource(node, cache_time_s=cache_time_s)
+        src.reason = "tf_backend tf2_ros" if backend == "tf2_ros" else "tf_backend auto: tf2_ros is importable"
+        return src
+    src = OwnTransformSource(node, cache_time_s=cache_time_s, callback_group=callback_group)
+    src.reason = "tf_backend own" if backend == "own" else f"tf_backend auto: tf2_ros is not importable ({err})"
+    return src

@@ -88,6 +88,13 @@ if [ -z "${ROS_DISTRO:-}" ]; then
 fi
 
 # ---------------------------------------------------------------- 4. tf2_msgs (dev-only) when absent
+# shellcheck disable=SC1091
+source "$ROOT/scripts/ros_checks.sh"
+if [ -d "$ROOT/.dev_ws/install/share/tf2_msgs" ] && _sam4d_real_tf2_msgs "$ROOT/.dev_ws"; then
+  # built before a real ROS 2 was sourced: the stand-in would hide the real package (tf2_ros needs tf2_msgs.srv)
+  log "removing the dev-only tf2_msgs in .dev_ws: a real one is in $_SAM4D_REAL_TF2"
+  rm -rf "$ROOT/.dev_ws/install" "$ROOT/.dev_ws/build" "$ROOT/.dev_ws/src/tf2_msgs"
+fi
 if ! python -c "import tf2_msgs.msg" >/dev/null 2>&1 && [ ! -f "$ROOT/.dev_ws/install/share/tf2_msgs/package.xml" ]; then
   log "tf2_msgs not found: building it from its interface definition in .dev_ws (development only)"
   D="$ROOT/.dev_ws/src/tf2_msgs"

@@ -1,0 +1,52 @@
+# Copyright 2026 The sam4d_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""Clean SIGINT / SIGTERM handling for the package's console entry points (node, bag replayer).
+
+rclpy's own handler turns every Ctrl-C into a ``KeyboardInterrupt`` wherever Python happens to be, so a second
+Ctrl-C while the node is shutting down (joining its worker, destroying entities) printed a traceback. Here
+(``rclpy.init(..., signal_handler_options=SignalHandlerOptions.NO)`` plus :class:`ShutdownSignals`):
+
+* a signal during start-up (imports done, model loading) raises ``KeyboardInterrupt``, which ``main`` catches and
+  turns into a one-line log and exit code 0;
+* after :meth:`ShutdownSignals.started`, the first signal sets :attr:`ShutdownSignals.event`: :meth:`spin` returns
+  and ``main`` shuts down in order;
+* every later signal is logged ("already shutting down") and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+
+class ShutdownSignals:
+    """Install the handlers for SIGINT and SIGTERM (main thread only); see the module docstring."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.event = threading.Event()
+        self.received = 0
+        self._started = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        self.received += 1
+        if self.event.is_set():
+            print(f"[{self.name}] {signal.Signals(signum).name}: already shutting down", file=sys.stderr, flush=True)
+            return
+        self.event.set()
+        if not self._started:
+            raise KeyboardInterrupt
+
+    def started(self) -> None:
+        """From now on the first signal only sets :attr:`event` (no exception)."""
+        self._started = True
+
+    def spin(self, executor, period: float = 0.1) -> None:
+        """Spin ``executor`` until a signal arrives or the context is shut down."""
+        import rclpy
+
+        while not self.event.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=period)
