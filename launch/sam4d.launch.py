@@ -5,7 +5,9 @@
 Arguments: ``config`` (parameter YAML, default: the installed config/sam4d.yaml), ``checkpoint`` ('' = embedded
 model, a path, or ``random``), ``device`` (auto/cpu/cuda), ``use_sim_time`` (true with ``ros2 bag play --clock``),
 ``image_topic``/``camera_info_topic``/``points_topic`` (remappings of the default input topics), ``odom_frame``,
-``log_level``. The same node runs without launch as ``sam4d_node --ros-args ...`` (see README).
+``log_level``, ``points_reliability``/``image_reliability``/``camera_info_reliability`` (input QoS: ``auto``
+follows the publishers, or ``reliable`` / ``best_effort``; they override the YAML). The same node runs without
+launch as ``ros2 run sam4d_ros sam4d_node --ros-args ...`` (see README).
 """
 
 from launch.actions import DeclareLaunchArgument
@@ -25,6 +27,11 @@ ARGS = {
     "points_topic": ("/lidar/points", "LiDAR point cloud topic (sensor_msgs/PointCloud2)"),
     "odom_frame": ("odom", "fixed frame for ego-motion (odom or map)"),
     "log_level": ("info", "node log level"),
+    "points_reliability": ("auto", "QoS reliability of the cloud subscription: auto (follows the publishers), "
+                           "reliable, best_effort"),
+    "image_reliability": ("auto", "QoS reliability of the image subscriptions: auto, reliable, best_effort"),
+    "camera_info_reliability": ("auto", "QoS reliability of the CameraInfo subscriptions: auto, reliable, "
+                                "best_effort"),
 }
 
 
@@ -47,6 +54,9 @@ def generate_launch_description():
                 "checkpoint": ParameterValue(cfg("checkpoint"), value_type=str),
                 "device": ParameterValue(cfg("device"), value_type=str),
                 "odom_frame": ParameterValue(cfg("odom_frame"), value_type=str),
+                "points_reliability": ParameterValue(cfg("points_reliability"), value_type=str),
+                "image_reliability": ParameterValue(cfg("image_reliability"), value_type=str),
+                "camera_info_reliability": ParameterValue(cfg("camera_info_reliability"), value_type=str),
                 "use_sim_time": ParameterValue(cfg("use_sim_time"), value_type=bool),
             },
         ],

@@ -37,6 +37,8 @@ WATCHED_COUNTERS: Dict[str, str] = {
     "image_size_mismatch": "image/CameraInfo size mismatches",
     "errors": "processing errors",
     "prompts_failed": "prompts that could not be applied",
+    "qos_mismatch": "input QoS mismatches with the publishers (data lost; see the log)",
+    "messages_lost": "input messages lost by the middleware",
 }
 
 

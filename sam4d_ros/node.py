@@ -27,7 +27,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
@@ -53,6 +53,7 @@ from sam4d_ros.prompts import (
     ResetCommand,
     validate_prompt,
 )
+from sam4d_ros.qos import RELIABILITY_CHOICES, SensorSubscription
 from sam4d_ros.sync import LidarDrivenSync
 from sam4d_ros.tf import TransformUnavailable, make_tf
 
@@ -81,9 +82,11 @@ PARAMETERS = {
     "image_transport": ("raw", "raw: sensor_msgs/Image on the image topic; compressed: sensor_msgs/CompressedImage "
                                "on <image topic>/compressed.", {}),
     "points_topic": ("/lidar/points", "LiDAR sensor_msgs/PointCloud2 topic.", {}),
-    "points_reliability": ("best_effort", "QoS reliability of the cloud subscription: best_effort or reliable.", {}),
-    "image_reliability": ("best_effort", "QoS reliability of the image subscriptions.", {}),
-    "camera_info_reliability": ("best_effort", "QoS reliability of the CameraInfo subscriptions.", {}),
+    "points_reliability": ("auto", "QoS reliability of the cloud subscription: auto (reliable when every publisher "
+                           "is reliable, else best_effort; re-checked every second), reliable or best_effort.", {}),
+    "image_reliability": ("auto", "QoS reliability of the image subscriptions (auto, reliable, best_effort).", {}),
+    "camera_info_reliability": ("auto", "QoS reliability of the CameraInfo subscriptions (auto, reliable, "
+                                "best_effort).", {}),
     "qos_depth": (2, "History depth of the sensor subscriptions.", {"integer_range": (1, 100)}),
     "sync_tolerance": (0.05, "Max |image stamp - cloud stamp| in seconds for a pair.",
                        {"floating_point_range": (0.0, 10.0)}),
@@ -127,9 +130,9 @@ PARAMETERS = {
 
 CHOICES = {
     "image_transport": ("raw", "compressed"),
-    "points_reliability": ("best_effort", "reliable"),
-    "image_reliability": ("best_effort", "reliable"),
-    "camera_info_reliability": ("best_effort", "reliable"),
+    "points_reliability": RELIABILITY_CHOICES,
+    "image_reliability": RELIABILITY_CHOICES,
+    "camera_info_reliability": RELIABILITY_CHOICES,
     "tf_backend": ("auto", "tf2_ros", "own"),
     "lidar_refine": ("none", "components"),
     "click_mode": ("new", "refine"),
@@ -148,13 +151,6 @@ def _descriptor(name: str, default, desc: str, extra: dict) -> ParameterDescript
         lo, hi = extra["floating_point_range"]
         d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
     return d
-
-
-def sensor_qos(reliability: str, depth: int) -> QoSProfile:
-    """Sensor-data style QoS with configurable reliability."""
-    rel = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
-    return QoSProfile(depth=depth, reliability=rel, history=HistoryPolicy.KEEP_LAST,
-                      durability=DurabilityPolicy.VOLATILE)
 
 
 def _ns(stamp) -> int:
@@ -256,19 +252,22 @@ class Sam4dNode(Node):
 
         # inputs
         depth = p["qos_depth"]
-        sub_points = self.create_subscription(PointCloud2, p["points_topic"], self._on_cloud,
-                                              sensor_qos(p["points_reliability"], depth))
+        def sensor_sub(msg_type, topic, cb, reliability):
+            return SensorSubscription(self, msg_type, topic, cb, reliability, depth, count=self.stats.count)
+
+        sub_points = sensor_sub(PointCloud2, p["points_topic"], self._on_cloud, p["points_reliability"])
         sub_images, sub_infos = [], []
         for i, (itopic, ctopic) in enumerate(zip(p["image_topics"], p["camera_info_topics"])):
             if p["image_transport"] == "compressed":
-                sub_images.append(self.create_subscription(
-                    CompressedImage, itopic.rstrip("/") + "/compressed", lambda m, i=i: self._on_image(i, m),
-                    sensor_qos(p["image_reliability"], depth)))
+                sub_images.append(sensor_sub(CompressedImage, itopic.rstrip("/") + "/compressed",
+                                             lambda m, i=i: self._on_image(i, m), p["image_reliability"]))
             else:
-                sub_images.append(self.create_subscription(Image, itopic, lambda m, i=i: self._on_image(i, m),
-                                                           sensor_qos(p["image_reliability"], depth)))
-            sub_infos.append(self.create_subscription(CameraInfo, ctopic, lambda m, i=i: self._on_camera_info(i, m),
-                                                      sensor_qos(p["camera_info_reliability"], depth)))
+                sub_images.append(sensor_sub(Image, itopic, lambda m, i=i: self._on_image(i, m),
+                                             p["image_reliability"]))
+            sub_infos.append(sensor_sub(CameraInfo, ctopic, lambda m, i=i: self._on_camera_info(i, m),
+                                        p["camera_info_reliability"]))
+        self.sensor_subscriptions = [sub_points, *sub_images, *sub_infos]
+        self.create_timer(1.0, self._check_qos)
         #: the input topics as subscribed: resolved (namespace, ``~``) and remapped, as ``ros2 topic`` shows them
         self.input_topics = {"points": sub_points.topic_name, "images": [s.topic_name for s in sub_images],
                              "camera_info": [s.topic_name for s in sub_infos]}
@@ -585,6 +584,7 @@ class Sam4dNode(Node):
         s["tf_backend"] = self.tf.backend
         s["tf_backend_reason"] = self.tf.reason
         s["inputs"] = self.input_topics
+        s["input_reliability"] = {sub.topic_name: sub.reliability for sub in self.sensor_subscriptions}
         s["device"] = self.device
         s["camera_info"] = [cm is not None for cm in self._camera_models]
         s["tracker"] = self._tracker_memory()
@@ -621,6 +621,13 @@ class Sam4dNode(Node):
                 f"{s['processing_time_ms']['p50']} ms, latency p50 {s['latency_ms']['p50']} ms, skipped "
                 f"{c.get('sync_skipped', 0)}, unpaired {c.get('sync_unpaired', 0)}, objects "
                 f"{[o['id'] for o in s['objects']]}")
+
+    def _check_qos(self) -> None:
+        for sub in self.sensor_subscriptions:
+            try:
+                sub.check()
+            except Exception as exc:  # noqa: BLE001 - graph queries during shutdown
+                self.log.debug(f"QoS check of {sub.topic_name}: {exc}")
 
     def destroy_node(self) -> None:
         self._running = False

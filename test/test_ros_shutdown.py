@@ -17,7 +17,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from sam4d_ros.testing import micro_model_config, node_process, tiny_frame, write_frames_bag  # noqa: E402
+from sam4d_ros.testing import micro_model_config, node_process, stop_process, tiny_frame, write_frames_bag  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,6 +82,13 @@ def _finish(proc, timeout=30.0) -> int:
 def test_ctrl_c_while_the_model_loads_exits_cleanly(tmp_path):
     log = tmp_path / "node.log"
     proc = node_process({"checkpoint": ""}, log)  # the embedded model: the longest load
+    try:
+        _interrupt_while_loading(proc, log)
+    finally:
+        stop_process(proc)
+
+
+def _interrupt_while_loading(proc, log):
     assert _wait_for_line(log, "loading the model", proc, 120), log.read_text()
     proc.send_signal(signal.SIGINT)
     rc = _finish(proc)
@@ -98,6 +105,13 @@ def test_second_ctrl_c_during_shutdown_is_ignored_and_names_are_resolved(tmp_pat
     log = tmp_path / "node.log"
     proc = node_process({"checkpoint": "random", "model_config": str(cfg), "status_period": 0.2,
                          "tf_backend": "auto"}, log, remaps={"/lidar/points": "/velodyne_points"})
+    try:
+        _ready_then_two_interrupts(proc, log)
+    finally:
+        stop_process(proc)
+
+
+def _ready_then_two_interrupts(proc, log):
     assert _wait_for_line(log, "sam4d ready", proc, 120), log.read_text()
     text = log.read_text()
     assert "points /velodyne_points" in text and "points /lidar/points" not in text, text
