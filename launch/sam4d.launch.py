@@ -6,11 +6,13 @@ Arguments: ``config`` (parameter YAML, default: the installed config/sam4d.yaml)
 model, a path, or ``random``), ``device`` (auto/cpu/cuda), ``use_sim_time`` (true with ``ros2 bag play --clock``),
 ``image_topic``/``camera_info_topic``/``points_topic`` (remappings of the default input topics), ``odom_frame``,
 ``log_level``, ``points_reliability``/``image_reliability``/``camera_info_reliability`` (input QoS: ``auto``
-follows the publishers, or ``reliable`` / ``best_effort``; they override the YAML). The same node runs without
-launch as ``ros2 run sam4d_ros sam4d_node --ros-args ...`` (see README).
+follows the publishers, or ``reliable`` / ``best_effort``; they override the YAML), ``rviz`` (``true`` also starts
+``rviz2`` with the installed rviz/sam4d.rviz; default ``false``). The same node runs without launch as
+``ros2 run sam4d_ros sam4d_node --ros-args ...`` (see README).
 """
 
 from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -32,6 +34,7 @@ ARGS = {
     "image_reliability": ("auto", "QoS reliability of the image subscriptions: auto, reliable, best_effort"),
     "camera_info_reliability": ("auto", "QoS reliability of the CameraInfo subscriptions: auto, reliable, "
                                 "best_effort"),
+    "rviz": ("false", "also start rviz2 with the installed rviz/sam4d.rviz (true/false)"),
 }
 
 
@@ -68,4 +71,13 @@ def generate_launch_description():
         ],
         arguments=["--ros-args", "--log-level", cfg("log_level")],
     )
-    return LaunchDescription(args + [node])
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        name="rviz2",
+        output="screen",
+        arguments=["-d", PathJoinSubstitution([FindPackageShare("sam4d_ros"), "rviz", "sam4d.rviz"])],
+        parameters=[{"use_sim_time": ParameterValue(cfg("use_sim_time"), value_type=bool)}],
+        condition=IfCondition(cfg("rviz")),
+    )
+    return LaunchDescription(args + [node, rviz])
