@@ -111,6 +111,16 @@ def ground_height(xyz: np.ndarray, p: Optional[GeometricParams] = None) -> np.nd
     return out
 
 
+def frame_ground_height(xyz: np.ndarray, finite: np.ndarray, p: Optional[GeometricParams] = None) -> np.ndarray:
+    """``(N,)`` :func:`ground_height` of a frame's finite rows (``finite``, from :func:`finite_xyz`), estimated
+    over those rows only; non-finite rows get ``inf`` (ground: never grown into, never in a mask).
+    """
+    out = np.full(len(xyz), np.inf)
+    if finite.any():
+        out[finite] = ground_height(xyz[finite], p)
+    return out
+
+
 def height_above_ground(points: np.ndarray, p: Optional[GeometricParams] = None,
                         clip: tuple = (-1.0, 4.0)) -> np.ndarray:
     """``(N,)`` float32 height of each point above the estimated ground, clipped to ``clip`` metres; rows with
@@ -413,10 +423,8 @@ class GeometricTracker:
         ids = self.object_ids
         res = TrackResult(obj_ids=list(ids), frame_index=self._t)
         self._t += 1
-        ground_z = xyz_f[:, 2].copy()
-        if finite.any():
-            ground_z[finite] = ground_height(xyz_f[finite], p)
-        ng = finite & (xyz_f[:, 2] >= ground_z + p.ground_margin)
+        ground_z = frame_ground_height(xyz_f, finite, p)
+        ng = xyz_f[:, 2] >= ground_z + p.ground_margin  # false on non-finite rows (inf)
         pose = np.asarray(frame.lidar2world, np.float64) if self.use_ego_motion else np.eye(4)
         masks = np.zeros((len(ids), n), bool)
         for j, oid in enumerate(ids):

@@ -311,9 +311,7 @@ class StreamingTracker:
         xyz, finite = geo.finite_xyz(frame.points)
         if len(xyz) == 0 or not res.obj_ids or not res.point_masks.size:
             return
-        ground_z = np.full(len(xyz), np.inf)  # non-finite rows: ground, never grown into
-        if finite.any():
-            ground_z[finite] = geo.ground_height(xyz[finite], gp)
+        ground_z = geo.frame_ground_height(xyz, finite, gp)
         if self.lidar_refine == "components":
             ground = xyz[:, 2] < ground_z + gp.ground_margin
             pose = np.asarray(frame.lidar2world, np.float64) if self.use_ego_motion else np.eye(4)
@@ -336,7 +334,7 @@ class StreamingTracker:
                     self._seed_world[oid] = geo.mask_centroid_world(xyz, res.point_masks[j], pose)
         if self.image_from_lidar:
             res.image_masks = geo.image_masks_from_lidar(xyz, res.point_masks & finite[None], frame.cameras,
-                                                         np.where(finite, ground_z, xyz[:, 2]), gp)
+                                                         ground_z, gp)
 
     def _make_result(self, ids: List[int], frame: Frame, feats: FrameFeatures, out, n: int) -> TrackResult:
         o = len(ids)

@@ -76,7 +76,7 @@ class BagReplayer:
         self.last_time_ns: Optional[int] = None  # bag time of the newest message or clock published
         self._Clock = Clock
         self._pubs = {}
-        types = bag_topics(self.bag)
+        self.bag_types = types = bag_topics(self.bag)  #: topic -> message type of everything in the bag
         log = node.get_logger()
         for topic, msgtype in types.items():
             if self.topics is not None and topic not in self.topics:
@@ -200,16 +200,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node("sam4d_bag_replay")
         try:
-            topics = bag_topics(args.bag)
+            rep = BagReplayer(node, args.bag, rate=args.rate, topics=args.topics, remap=remap,
+                              publish_clock=not args.no_clock, loop=args.loop)
         except Exception as exc:  # noqa: BLE001 - rosbags raises its own error types for unreadable bags
-            node.get_logger().fatal(f"cannot read {args.bag}: {exc}")
+            node.get_logger().fatal(f"cannot replay {args.bag}: {exc}")
             return 2
-        rep = BagReplayer(node, args.bag, rate=args.rate, topics=args.topics, remap=remap,
-                          publish_clock=not args.no_clock, loop=args.loop)
         if not rep.topics_published:
-            wanted = args.topics if args.topics else sorted(topics)
+            wanted = args.topics if args.topics else sorted(rep.bag_types)
             node.get_logger().fatal(f"nothing to replay in {args.bag}: none of the topics {wanted} is in the bag "
-                                    f"with an importable message type (bag topics: {topics})")
+                                    f"with an importable message type (bag topics: {rep.bag_types})")
             return 2
         node.get_logger().info(f"replaying {args.bag}: {rep.topics_published} at rate {args.rate}")
         executor = rclpy.executors.SingleThreadedExecutor()

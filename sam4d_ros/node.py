@@ -668,8 +668,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             pass
         node.log.info("shutting down")
         return 0
-    except KeyboardInterrupt:  # a signal during start-up (model loading)
-        signals.started()  # later signals only log
+    except KeyboardInterrupt:  # a signal during start-up (model loading); later ones only log (finally)
         rclpy.logging.get_logger("sam4d").info("interrupted during start-up; exiting")
         return 0
     finally:

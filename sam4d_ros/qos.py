@@ -37,6 +37,13 @@ def _name(policy) -> str:
     return "reliable" if policy == ReliabilityPolicy.RELIABLE else "best_effort"
 
 
+def _wanted(publishers: List[str]) -> Optional[str]:
+    """The reliability that loses nothing against these publishers' (None: no publisher to go by)."""
+    if not publishers:
+        return None
+    return "reliable" if all(p == "reliable" for p in publishers) else "best_effort"
+
+
 class SensorSubscription:
     """One input subscription (see the module docstring); ``count(key)`` receives the problem counters."""
 
@@ -51,7 +58,7 @@ class SensorSubscription:
         self._old = None  # the previous subscription during a switch
         self._last_key = None
         self.sub = None
-        first = reliability if reliability != "auto" else (self._wanted() or "best_effort")
+        first = reliability if reliability != "auto" else (_wanted(self._publishers()) or "best_effort")
         self._create(first)
 
     @property
@@ -107,21 +114,15 @@ class SensorSubscription:
         name = self.sub.topic_name if self.sub is not None else self.node.resolve_topic_name(self._topic)
         return [_name(p.qos_profile.reliability) for p in self.node.get_publishers_info_by_topic(name)]
 
-    def _wanted(self) -> Optional[str]:
-        pubs = self._publishers()
-        if not pubs:
-            return None
-        return "reliable" if all(p == "reliable" for p in pubs) else "best_effort"
-
     def check(self) -> None:
         """Re-read the publishers: adapt (``auto``) or warn about a data-losing mismatch (fixed modes)."""
         pubs = self._publishers()
         if self._old is not None and self.sub.get_publisher_count() >= len(pubs):
             self.node.destroy_subscription(self._old)
             self._old = None
-        if not pubs:
+        wanted = _wanted(pubs)
+        if wanted is None:
             return
-        wanted = "reliable" if all(p == "reliable" for p in pubs) else "best_effort"
         log = self.node.get_logger()
         if self.mode == "auto":
             if wanted != self._current:

@@ -26,13 +26,11 @@ class ShutdownSignals:
     def __init__(self, name: str):
         self.name = name
         self.event = threading.Event()
-        self.received = 0
         self._started = False
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, _frame) -> None:
-        self.received += 1
         if self.event.is_set():
             print(f"[{self.name}] {signal.Signals(signum).name}: already shutting down", file=sys.stderr, flush=True)
             return

@@ -79,16 +79,24 @@ def _finish(proc, timeout=30.0) -> int:
         raise
 
 
-def test_ctrl_c_while_the_model_loads_exits_cleanly(tmp_path):
-    log = tmp_path / "node.log"
-    proc = node_process({"checkpoint": ""}, log)  # the embedded model: the longest load
-    try:
-        _interrupt_while_loading(proc, log)
-    finally:
+@pytest.fixture
+def start_node(tmp_path):
+    """``start_node(params, remaps=None) -> (proc, log)``; every node started is stopped at teardown, also when an
+    assertion failed first (a node left running disturbs later tests on the same graph)."""
+    procs = []
+
+    def start(params, remaps=None):
+        log = tmp_path / f"node{len(procs)}.log"
+        procs.append(node_process(params, log, remaps=remaps))
+        return procs[-1], log
+
+    yield start
+    for proc in procs:
         stop_process(proc)
 
 
-def _interrupt_while_loading(proc, log):
+def test_ctrl_c_while_the_model_loads_exits_cleanly(start_node):
+    proc, log = start_node({"checkpoint": ""})  # the embedded model: the longest load
     assert _wait_for_line(log, "loading the model", proc, 120), log.read_text()
     proc.send_signal(signal.SIGINT)
     rc = _finish(proc)
@@ -98,20 +106,12 @@ def _interrupt_while_loading(proc, log):
     assert "interrupted during start-up" in text or "shutting down" in text, text
 
 
-def test_second_ctrl_c_during_shutdown_is_ignored_and_names_are_resolved(tmp_path):
+def test_second_ctrl_c_during_shutdown_is_ignored_and_names_are_resolved(tmp_path, start_node):
     """Two SIGINTs in a row used to print a KeyboardInterrupt traceback from destroy_node; the ready line used to
     show the default topic names instead of the remapped ones."""
     cfg = micro_model_config(tmp_path / "micro.yaml")
-    log = tmp_path / "node.log"
-    proc = node_process({"checkpoint": "random", "model_config": str(cfg), "status_period": 0.2,
-                         "tf_backend": "auto"}, log, remaps={"/lidar/points": "/velodyne_points"})
-    try:
-        _ready_then_two_interrupts(proc, log)
-    finally:
-        stop_process(proc)
-
-
-def _ready_then_two_interrupts(proc, log):
+    proc, log = start_node({"checkpoint": "random", "model_config": str(cfg), "status_period": 0.2,
+                            "tf_backend": "auto"}, remaps={"/lidar/points": "/velodyne_points"})
     assert _wait_for_line(log, "sam4d ready", proc, 120), log.read_text()
     text = log.read_text()
     assert "points /velodyne_points" in text and "points /lidar/points" not in text, text
