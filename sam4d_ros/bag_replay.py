@@ -221,8 +221,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             node.get_logger().info(f"done: {n} messages")
             signals.event.wait(0.5)  # let reliable writers deliver the last messages
         return 0
-    except KeyboardInterrupt:  # a signal before playing started
-        return 0
     finally:
         # stop the spin thread before anything is destroyed: a thread still inside the executor at interpreter
         # exit aborted the process ("terminate called without an active exception", exit 134)

@@ -630,10 +630,13 @@ class Sam4dNode(Node):
                 self.log.debug(f"QoS check of {sub.topic_name}: {exc}")
 
     def destroy_node(self) -> None:
+        # also on a node whose constructor failed (rclpy's context shutdown destroys every node it created)
         self._running = False
-        if self._worker.is_alive() and threading.current_thread() is not self._worker:
-            self._worker.join(timeout=10.0)
-        self.tf.close()
+        worker = getattr(self, "_worker", None)
+        if worker is not None and worker.is_alive() and threading.current_thread() is not worker:
+            worker.join(timeout=10.0)
+        if getattr(self, "tf", None) is not None:
+            self.tf.close()
         super().destroy_node()
 
 
@@ -660,6 +663,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             rclpy.logging.get_logger("sam4d").fatal(str(exc))
             return 2
         signals.started()
+        if signals.event.is_set():  # a signal while the model loaded
+            node.log.info("interrupted during start-up; exiting")
+            return 0
         executor = rclpy.executors.SingleThreadedExecutor()
         executor.add_node(node)
         try:
@@ -668,11 +674,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             pass
         node.log.info("shutting down")
         return 0
-    except KeyboardInterrupt:  # a signal during start-up (model loading); later ones only log (finally)
-        rclpy.logging.get_logger("sam4d").info("interrupted during start-up; exiting")
-        return 0
     finally:
-        signals.started()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

@@ -4,12 +4,14 @@
 
 rclpy's own handler turns every Ctrl-C into a ``KeyboardInterrupt`` wherever Python happens to be, so a second
 Ctrl-C while the node is shutting down (joining its worker, destroying entities) printed a traceback. Here
-(``rclpy.init(..., signal_handler_options=SignalHandlerOptions.NO)`` plus :class:`ShutdownSignals`):
+(``rclpy.init(..., signal_handler_options=SignalHandlerOptions.NO)`` plus :class:`ShutdownSignals`) no signal
+raises anything:
 
-* a signal during start-up (imports done, model loading) raises ``KeyboardInterrupt``, which ``main`` catches and
-  turns into a one-line log and exit code 0;
-* after :meth:`ShutdownSignals.started`, the first signal sets :attr:`ShutdownSignals.event`: :meth:`spin` returns
-  and ``main`` shuts down in order;
+* the first signal sets :attr:`ShutdownSignals.event`: :meth:`spin` returns and ``main`` shuts down in order. During
+  start-up (before :meth:`ShutdownSignals.started`) it says so, and ``main`` stops as soon as the node is built.
+  Raising ``KeyboardInterrupt`` there instead was tried and broke: mid-import it corrupted library state (hydra /
+  omegaconf turned it into an ``AttributeError`` traceback), and inside some C-extension calls CPython remembered it
+  as unhandled and killed the process with SIGINT at exit although ``main`` had caught it (exit -2);
 * every later signal is logged ("already shutting down") and otherwise ignored.
 """
 
@@ -36,10 +38,11 @@ class ShutdownSignals:
             return
         self.event.set()
         if not self._started:
-            raise KeyboardInterrupt
+            print(f"[{self.name}] {signal.Signals(signum).name}: stopping once start-up has finished", file=sys.stderr,
+                  flush=True)
 
     def started(self) -> None:
-        """From now on the first signal only sets :attr:`event` (no exception)."""
+        """Start-up is over (only changes what a signal prints)."""
         self._started = True
 
     def spin(self, executor, period: float = 0.1) -> None:
