@@ -6,7 +6,8 @@
   ``sam4d_config``) and ``path + '.yaml'`` with the same config. A ``.pt``/``.pth`` path writes
   ``{'config': dict, 'model': state_dict}`` with ``torch.save`` instead.
 * ``load_checkpoint(path, device)`` -> ``(model, cfg)``; mismatching keys or shapes raise
-  :class:`CheckpointError` listing them.
+  :class:`CheckpointError` listing them. The authors' released ``.pth`` (``{"model": state_dict}``) is
+  recognised by its keys and converted in memory into ``sam4d_small`` (:mod:`sam4d_model.official`).
 * ``load_sam2_weights(model, path)`` initialises the image branch (Hiera, FPN neck, and every other SAM2
   module whose name and shape match: mask decoder, image prompt encoder, memory attention, memory encoder)
   from an official SAM2 checkpoint (``{'model': state_dict}`` as released by Meta).
@@ -52,7 +53,10 @@ def save_checkpoint(model: SAM4D, path: PathLike, extra_metadata: Optional[Dict[
 
 def _read(path: Path) -> Tuple[Dict[str, torch.Tensor], Optional[dict]]:
     if path.suffix in (".pt", ".pth"):
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a pickle that needs more than tensors and containers, or a damaged file
+            raise CheckpointError(f"{path}: cannot be read as a weights-only checkpoint: {exc}") from exc
         if not isinstance(obj, dict) or "model" not in obj:
             raise CheckpointError(f"{path}: expected a dict with 'model' (and 'config')")
         return obj["model"], obj.get("config")
@@ -99,12 +103,22 @@ def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
                     config: Optional[Union[str, SAM4DConfig, dict]] = None) -> Tuple[SAM4D, SAM4DConfig]:
     """Load a checkpoint written by :func:`save_checkpoint`; returns ``(model in eval mode, cfg)``.
 
-    The config comes from ``config`` if given, else from the file metadata, else from ``path + '.yaml'``.
+    The config comes from ``config`` if given, else from the file metadata, else from ``path + '.yaml'``; an
+    official SAM4D checkpoint is converted into ``config`` (default ``sam4d_small``).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     sd, cfg_dict = _read(path)
+    from .official import convert_official_state_dict, is_official_state_dict
+
+    if is_official_state_dict(sd):
+        cfg = load_config(config if config is not None else "sam4d_small")
+        model = build_sam4d(cfg)
+        sd, _ = convert_official_state_dict(sd, model.state_dict(), cfg.umpe.fourier_coord_scale)
+        check_state_dict(model, sd)
+        model.load_state_dict(sd, strict=True)
+        return model.to(device).eval(), cfg
     side = Path(str(path) + ".yaml")
     if config is None and cfg_dict is None and side.is_file():
         with open(side, encoding="utf-8") as f:

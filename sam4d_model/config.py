@@ -34,6 +34,9 @@ class ImageEncoderConfig:
     pixel_mean: List[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     pixel_std: List[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     backbone_stride: int = 16
+    #: Resize of the camera image to ``image_size`` (aspect not kept): ``bilinear`` (antialiased, on float) or
+    #: ``bicubic`` (antialiased; the official predictor's PIL bicubic resize of the uint8 image).
+    resize: str = "bilinear"
     #: LayerNorm on the stride-16 image tokens. Without it the tokens grew to a mean |x| of ~85 in CPU training
     #: (against ~1 for positions and LiDAR tokens); as keys of the cross-modal memory attention they then took all
     #: the attention weight, and memories, object pointers and ego-motion compensation stopped mattering.
@@ -49,8 +52,23 @@ class LidarEncoderConfig:
     #: What the ``num_point_features`` input channels are: ``columns`` = the cloud's columns after xyz (e.g.
     #: intensity; its scale differs between sensors: 0..1 synthetic and KITTI, 0..255 nuScenes);
     #: ``height_above_ground`` = one channel, the point's height above the ground estimated from the cloud
-    #: itself (:func:`sam4d_model.geometric.height_above_ground`), the same on every sensor.
+    #: itself (:func:`sam4d_model.geometric.height_above_ground`), the same on every sensor; ``constant`` = one
+    #: channel equal to 1 for every point (the official model: it sees geometry only).
     point_features: str = "columns"
+    #: Add the mean offset of a voxel's points from its centre (3 channels, voxel units) to its input features.
+    #: The official model has none (its stem takes the one constant channel).
+    voxel_offsets: bool = True
+    #: Base-voxel assignment: ``grid`` = ``floor((xyz - origin) / voxel_size)`` on a grid snapped to 16 voxels,
+    #: points beyond ``max_range`` dropped; ``official`` = the released model's rule: integer 0.05 m coordinates
+    #: (truncated toward zero) minus their minimum, pooled to ``voxel_size`` by ``floor(c * 0.05 / voxel_size)``
+    #: in float32, no range crop (only non-finite rows are dropped).
+    quantisation: str = "grid"
+    #: BatchNorm epsilon of the sparse backbone (official MinkUNet: 1e-5).
+    bn_eps: float = 1e-3
+    #: Stage layout: ``False`` = each stride-2 convolution widens to the stage's channels and every block keeps
+    #: them; ``True`` = the official MinkUNet34: the stride-2 convolution keeps the incoming channels and the
+    #: stage's first block widens them (with a 1x1x1 projection on its shortcut).
+    down_keeps_channels: bool = False
     encoder_channels: List[int] = field(default_factory=lambda: [32, 64, 128, 256])
     encoder_blocks: List[int] = field(default_factory=lambda: [3, 4, 6, 3])
     stem_channels: int = 32
@@ -70,6 +88,10 @@ class UMPEConfig:
     depth_step: float = 0.6
     fourier_scale: float = 1.0
     fourier_coord_scale: float = 0.1
+    #: 2D sine encoding of image tokens and image clicks: ``sam2`` (SAM2's: frequencies ``10000^(2k/d)``, token
+    #: ``i`` at ``(i + 1) / n``) or ``official`` (the released model's: its frequency formula makes every frequency
+    #: equal to 1, a quirk matched here on purpose; tokens at ``(i + 0.5) / n``; clicks at ``floor(uv) + 0.5``).
+    sine_2d: str = "sam2"
     #: LayerNorm on the shared 3D MLP's output (the official code's ``add_layernorm`` option): the MLP sees raw
     #: metres, so without it the 3D term is ~10x the norm of the features and drowns them in attention.
     mlp_layernorm: bool = True
@@ -92,6 +114,11 @@ class MemoryConfig:
     sigmoid_bias: float = -10.0
     mask_downsampler_channels: List[int] = field(default_factory=lambda: [4, 16, 64, 256])
     fuser_layers: int = 2
+    #: Kernel of the submanifold convolution that opens each LiDAR memory fuser block (on the stride-16 tokens):
+    #: 0 = none (token MLP blocks), 7 = the official 7x7x7 convolution (256 -> 256, no bias).
+    lidar_fuser_kernel: int = 0
+    #: LayerNorm epsilon of the LiDAR memory encoder (mask downsampler and fuser; official: 1e-6).
+    lidar_norm_eps: float = 1e-5
     #: LiDAR memory tokens stored per frame: 1 = every stride-16 token (the paper); 2 = the mean of each 2x2x2 cell
     #: of them (stride 32: ~4x fewer memory tokens for memory attention to attend over; an approximation).
     lidar_pool: int = 1
@@ -117,6 +144,18 @@ class DecoderConfig:
     #: LiDAR voxel-to-point interpolation of the stride-4 mask logits: ``trilinear`` (8 neighbouring voxels, as the
     #: paper's sparse decoder) or ``nearest`` (the point's own voxel).
     point_interp: str = "trilinear"
+    #: Norm of the LiDAR mask-prompt downsampler and of the LiDAR mask head: ``layer`` or ``batch`` (official).
+    lidar_norm: str = "layer"
+    #: Activation of the LiDAR mask-prompt downsampler: ``gelu`` or ``relu`` (official).
+    lidar_prompt_act: str = "gelu"
+    #: Activations of the LiDAR mask head after each upsampling: ``gelu`` or ``identity`` (official: its
+    #: LeakyReLU has slope 1).
+    lidar_head_act: str = "gelu"
+    #: A mask prompt is used as the output itself (logits +-10 from the mask) instead of being decoded, as the
+    #: official model's ``use_mask_input_as_output_without_sam``: the object pointer and scores then come from the
+    #: decoder run on the mask downsampled by ``mask_downsample_img`` / ``mask_downsample_pts`` (a 4x4 conv and
+    #: a kernel-4 stride-4 sparse conv), modules that exist only with this option.
+    mask_input_as_output: bool = False
 
 
 @dataclass
@@ -149,11 +188,23 @@ class SAM4DConfig:
             raise ValueError("lidar encoder: 4 encoder stages (stride 2..16) and 2 decoder stages (stride 8, 4)")
         if self.image.image_size % 32 != 0:
             raise ValueError("image.image_size must be a multiple of 32")
-        if self.lidar.point_features not in ("columns", "height_above_ground"):
-            raise ValueError(f"lidar.point_features must be 'columns' or 'height_above_ground', "
-                             f"got {self.lidar.point_features!r}")
-        if self.lidar.point_features == "height_above_ground" and self.lidar.num_point_features != 1:
-            raise ValueError("lidar.point_features 'height_above_ground' is one channel: num_point_features must be 1")
+        choices = {("image", "resize"): ("bilinear", "bicubic"),
+                   ("lidar", "point_features"): ("columns", "height_above_ground", "constant"),
+                   ("lidar", "quantisation"): ("grid", "official"),
+                   ("umpe", "sine_2d"): ("sam2", "official"),
+                   ("decoder", "point_interp"): ("trilinear", "nearest"),
+                   ("decoder", "lidar_norm"): ("layer", "batch"),
+                   ("decoder", "lidar_prompt_act"): ("gelu", "relu"),
+                   ("decoder", "lidar_head_act"): ("gelu", "identity")}
+        for (section, key), allowed in choices.items():
+            value = getattr(getattr(self, section), key)
+            if value not in allowed:
+                raise ValueError(f"{section}.{key} must be one of {list(allowed)}, got {value!r}")
+        if self.lidar.point_features in ("height_above_ground", "constant") and self.lidar.num_point_features != 1:
+            raise ValueError(f"lidar.point_features {self.lidar.point_features!r} is one channel: "
+                             "num_point_features must be 1")
+        if self.memory.lidar_fuser_kernel not in (0, 3, 5, 7):
+            raise ValueError(f"memory.lidar_fuser_kernel must be 0, 3, 5 or 7, got {self.memory.lidar_fuser_kernel}")
         return self
 
     def to_dict(self) -> Dict[str, Any]:

@@ -150,13 +150,25 @@ def _keys(coords: torch.Tensor, shape: List[int]) -> torch.Tensor:
     return (coords[:, 0] * shape[1] + coords[:, 1]) * shape[2] + coords[:, 2]
 
 
+#: Resolution of the official model's integer point coordinates (metres), before pooling to the voxel size.
+OFFICIAL_POINT_RESOLUTION = 0.05
+
+
 def build_voxel_pyramid(points: np.ndarray | torch.Tensor, voxel_size: float, num_features: int = 1,
-                        max_range: float = 200.0, device: torch.device | str = "cpu") -> VoxelPyramid:
+                        max_range: float = 200.0, device: torch.device | str = "cpu",
+                        quantisation: str = "grid") -> VoxelPyramid:
     """Filter a cloud (see module rule) and voxelise it at strides 1..16.
 
     Coarser voxel indices are ``floor(index / 2)`` of the finer level, exactly what a spconv ``SparseConv3d``
     with kernel 2, stride 2, padding 0 produces, so features of the sparse backbone can be matched by key.
+
+    ``quantisation``: ``grid`` = ``floor((xyz - origin) / voxel_size)`` with the origin snapped to 16 voxels;
+    ``official`` = the released SAM4D's rule (``lidar.quantisation``): ``c = int(xyz / 0.05)`` (truncation toward
+    zero) minus its per-axis minimum, then ``floor(c * 0.05 / voxel_size)`` in float32; the origin is then the
+    metric position of ``c = 0`` (used only by the centre offsets and trilinear interpolation).
     """
+    if quantisation not in ("grid", "official"):
+        raise ValueError(f"quantisation must be 'grid' or 'official', got {quantisation!r}")
     if isinstance(points, torch.Tensor):
         points = points.detach().cpu().numpy()
     pts = np.asarray(points)
@@ -171,7 +183,16 @@ def build_voxel_pyramid(points: np.ndarray | torch.Tensor, voxel_size: float, nu
         f[:, :extra] = np.nan_to_num(kept[:, 3:3 + extra], nan=0.0, posinf=0.0, neginf=0.0)
     feats = torch.from_numpy(f).to(device)
     top = LEVEL_STRIDES[-1]
-    if xyz.shape[0]:
+    if xyz.shape[0] and quantisation == "official":
+        res = OFFICIAL_POINT_RESOLUTION
+        q = torch.trunc(xyz / torch.tensor(res, dtype=torch.float32)).to(torch.int32)
+        qmin = q.min(0).values
+        c = (q - qmin).to(torch.float32)
+        c1 = torch.floor(c * torch.tensor(res, dtype=torch.float32) / torch.tensor(voxel_size, dtype=torch.float32)
+                         ).long()
+        origin = qmin.double() * res
+        extent = c1.max(0).values + 1
+    elif xyz.shape[0]:
         cell = voxel_size * top
         origin = torch.floor(xyz.min(0).values.double() / cell) * cell
         c1 = torch.floor((xyz.double() - origin) / voxel_size).long()

@@ -18,27 +18,29 @@ from torch import nn
 
 from ..config import SAM4DConfig
 from ..geometry import VoxelPyramid, scatter_mean
-from .sparse_torch import grouped_down, grouped_up, minkunet_forward_torch, pyramid_groups
+from .sparse_torch import grouped_down, grouped_up, minkunet_forward_torch, pyramid_cells, pyramid_groups
 
 
-def _bn(c: int) -> nn.Module:
-    return nn.BatchNorm1d(c, eps=1e-3, momentum=0.01)
+def _bn(c: int, eps: float = 1e-3) -> nn.Module:
+    return nn.BatchNorm1d(c, eps=eps, momentum=0.01)
 
 
 class SparseBasicBlock(spconv.SparseModule):
-    """Residual basic block (two 3x3x3 submanifold convolutions)."""
+    """Residual basic block (two 3x3x3 submanifold convolutions; a 1x1x1 projection on the shortcut when the
+    channels change).
+    """
 
-    def __init__(self, cin: int, cout: int, key: str):
+    def __init__(self, cin: int, cout: int, key: str, eps: float = 1e-3):
         super().__init__()
         self.conv1 = spconv.SubMConv3d(cin, cout, 3, padding=1, bias=False, indice_key=key)
-        self.bn1 = _bn(cout)
+        self.bn1 = _bn(cout, eps)
         self.conv2 = spconv.SubMConv3d(cout, cout, 3, padding=1, bias=False, indice_key=key)
-        self.bn2 = _bn(cout)
+        self.bn2 = _bn(cout, eps)
         self.act = nn.ReLU(inplace=True)
         self.down = None
         if cin != cout:
             self.down = spconv.SparseSequential(spconv.SubMConv3d(cin, cout, 1, bias=False, indice_key=key + "_p"),
-                                                _bn(cout))
+                                                _bn(cout, eps))
 
     def forward(self, x):
         identity = x.features if self.down is None else self.down(x).features
@@ -50,22 +52,27 @@ class SparseBasicBlock(spconv.SparseModule):
 
 
 class MinkUNet(nn.Module):
-    """MinkUNet-style sparse UNet: stem, 4 stride-2 stages (strides 2..16), 2 decoder stages (strides 8, 4)."""
+    """MinkUNet-style sparse UNet: stem, 4 stride-2 stages (strides 2..16), 2 decoder stages (strides 8, 4).
+
+    ``down_keeps_channels``: the stride-2 convolution of a stage keeps the incoming channels and the stage's first
+    block widens them (the official MinkUNet34), instead of the convolution widening them.
+    """
 
     def __init__(self, in_channels: int, stem: int, enc: List[int], enc_blocks: List[int], dec: List[int],
-                 dec_blocks: List[int]):
+                 dec_blocks: List[int], eps: float = 1e-3, down_keeps_channels: bool = False):
         super().__init__()
         self.stem = spconv.SparseSequential(
-            spconv.SubMConv3d(in_channels, stem, 3, padding=1, bias=False, indice_key="subm1"), _bn(stem),
+            spconv.SubMConv3d(in_channels, stem, 3, padding=1, bias=False, indice_key="subm1"), _bn(stem, eps),
             nn.ReLU(inplace=True),
-            spconv.SubMConv3d(stem, stem, 3, padding=1, bias=False, indice_key="subm1"), _bn(stem),
+            spconv.SubMConv3d(stem, stem, 3, padding=1, bias=False, indice_key="subm1"), _bn(stem, eps),
             nn.ReLU(inplace=True))
         self.encoder = nn.ModuleList()
         cin = stem
         for i, (c, nb) in enumerate(zip(enc, enc_blocks)):
-            layers = [spconv.SparseConv3d(cin, c, 2, stride=2, bias=False, indice_key=f"down{i}"), _bn(c),
+            cd = cin if down_keeps_channels else c
+            layers = [spconv.SparseConv3d(cin, cd, 2, stride=2, bias=False, indice_key=f"down{i}"), _bn(cd, eps),
                       nn.ReLU(inplace=True)]
-            layers += [SparseBasicBlock(c, c, f"subm{i + 2}") for _ in range(nb)]
+            layers += [SparseBasicBlock(cd if b == 0 else c, c, f"subm{i + 2}", eps) for b in range(nb)]
             self.encoder.append(spconv.SparseSequential(*layers))
             cin = c
         self.up = nn.ModuleList()
@@ -73,10 +80,10 @@ class MinkUNet(nn.Module):
         skips = [enc[2], enc[1]]
         for j, (c, nb) in enumerate(zip(dec, dec_blocks)):
             self.up.append(spconv.SparseSequential(
-                spconv.SparseInverseConv3d(cin, c, 2, bias=False, indice_key=f"down{3 - j}"), _bn(c),
+                spconv.SparseInverseConv3d(cin, c, 2, bias=False, indice_key=f"down{3 - j}"), _bn(c, eps),
                 nn.ReLU(inplace=True)))
-            blocks = [SparseBasicBlock(c + skips[j], c, f"subm{4 - j}")]
-            blocks += [SparseBasicBlock(c, c, f"subm{4 - j}") for _ in range(nb - 1)]
+            blocks = [SparseBasicBlock(c + skips[j], c, f"subm{4 - j}", eps)]
+            blocks += [SparseBasicBlock(c, c, f"subm{4 - j}", eps) for _ in range(nb - 1)]
             self.decoder.append(spconv.SparseSequential(*blocks))
             cin = c
 
@@ -125,7 +132,8 @@ class SAM4DLidarEncoder(nn.Module):
     """Voxel features -> MinkUNet -> stride-16 tokens (``d_model``) and projected stride-8/4 features.
 
     Input voxel features (base 0.15 m voxels): mean offset of the points from the voxel centre (in voxel
-    units, 3 channels) and mean extra point features (``num_point_features``, e.g. intensity).
+    units, 3 channels; only with ``lidar.voxel_offsets``) and mean extra point features (``num_point_features``,
+    e.g. intensity).
     Outputs: ``tokens`` (T, d) at stride 16 with ``token_xyz`` (T, 3) the mean xyz of their points,
     ``feat_s8`` (V8, d/4) and ``feat_s4`` (V4, d/8) for the decoder skips.
     """
@@ -151,8 +159,10 @@ class SAM4DLidarEncoder(nn.Module):
         self.num_point_features = lc.num_point_features
         self.voxel_size = lc.voxel_size
         self.max_range = lc.max_range
-        self.backbone = MinkUNet(3 + lc.num_point_features, lc.stem_channels, list(lc.encoder_channels),
-                                 list(lc.encoder_blocks), list(lc.decoder_channels), list(lc.decoder_blocks))
+        self.voxel_offsets = lc.voxel_offsets
+        self.backbone = MinkUNet((3 if lc.voxel_offsets else 0) + lc.num_point_features, lc.stem_channels,
+                                 list(lc.encoder_channels), list(lc.encoder_blocks), list(lc.decoder_channels),
+                                 list(lc.decoder_blocks), lc.bn_eps, lc.down_keeps_channels)
         self.token_proj = nn.Linear(lc.encoder_channels[3], d)
         self.token_norm = nn.LayerNorm(d) if lc.token_norm else nn.Identity()
         self.proj_s8 = nn.Linear(lc.decoder_channels[0], d // 4)
@@ -168,9 +178,12 @@ class SAM4DLidarEncoder(nn.Module):
             return {"tokens": z((0, self.d), device=dev), "token_xyz": z((0, 3), device=dev),
                     "feat_s8": z((0, self.d // 4), device=dev), "feat_s4": z((0, self.d // 8), device=dev)}
         with torch.autocast(device_type=dev.type, enabled=False):
-            centre = (l1.coords.float() + 0.5) * pyr.voxel_size + pyr.origin
-            off = (pyr.xyz - centre[l1.point2vox]) / pyr.voxel_size
-            vf = scatter_mean(torch.cat([off, pyr.feats], dim=1), l1.point2vox, n1)
+            vin = pyr.feats
+            if self.voxel_offsets:
+                centre = (l1.coords.float() + 0.5) * pyr.voxel_size + pyr.origin
+                off = (pyr.xyz - centre[l1.point2vox]) / pyr.voxel_size
+                vin = torch.cat([off, pyr.feats], dim=1)
+            vf = scatter_mean(vin, l1.point2vox, n1)
             if self.backend_for(dev) == "torch":
                 # Same modules and weights, executed with gather + matmul: trains on CPU and is deterministic.
                 outs = minkunet_forward_torch(self.backbone, vf.float(), pyr)
@@ -224,4 +237,25 @@ class SparseDown2x(nn.Module):
         """``x`` (B, V at ``fine_stride``, cin) -> (B, V at ``2 * fine_stride``, cout)."""
         w8 = self.weight.to(x.dtype).view(-1, 8, self.cout).transpose(0, 1)
         out = grouped_down(x, w8, pyramid_groups(pyr, fine_stride), pyr.num_voxels(2 * fine_stride))
+        return out + self.bias.to(out.dtype)
+
+
+class SparseDownCell(nn.Module):
+    """Sparse convolution with kernel = stride = ``factor`` (a power of 2), from a fine pyramid level to the level
+    ``factor`` times coarser (batched over dim 0). Weight in the torchsparse layout ``(factor^3, in, out)``, offset
+    ``(jx * factor + jy) * factor + jz`` of a voxel in its coarse cell; with a bias (the official
+    ``mask_downsample_pts``).
+    """
+
+    def __init__(self, cin: int, cout: int, factor: int):
+        super().__init__()
+        self.factor = factor
+        self.weight = nn.Parameter(torch.empty(factor ** 3, cin, cout))
+        nn.init.kaiming_uniform_(self.weight.view(-1, cout).T, a=5 ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(cout))
+
+    def forward(self, x: torch.Tensor, pyr: VoxelPyramid, fine_stride: int) -> torch.Tensor:
+        """``x`` (B, V at ``fine_stride``, cin) -> (B, V at ``factor * fine_stride``, cout)."""
+        g = pyramid_cells(pyr, fine_stride, self.factor)
+        out = grouped_down(x, self.weight.to(x.dtype), g, pyr.num_voxels(fine_stride * self.factor))
         return out + self.bias.to(out.dtype)

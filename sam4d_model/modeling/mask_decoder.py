@@ -19,6 +19,7 @@ from torch import nn
 from ..config import SAM4DConfig
 from ..geometry import VoxelPyramid
 from .lidar_encoder import SparseUp2x
+from .prompt_encoder import token_norm
 
 
 class SAM4DMaskDecoder(nn.Module):
@@ -49,9 +50,9 @@ class SAM4DMaskDecoder(nn.Module):
         self.output_hypernetworks_mlps = nn.ModuleList([MLP(d, d, d // 8, 3) for _ in range(self.num_mask_tokens)])
         # LiDAR head
         self.pts_up1 = SparseUp2x(d, d // 4)
-        self.pts_norm1 = nn.LayerNorm(d // 4)
+        self.pts_norm1 = token_norm(dc.lidar_norm, d // 4)
         self.pts_up2 = SparseUp2x(d // 4, d // 8)
-        self.act = nn.GELU()
+        self.act = nn.Identity() if dc.lidar_head_act == "identity" else nn.GELU()
         self.pts_hypernetworks_mlps = nn.ModuleList([MLP(d, d, d // 8, 3) for _ in range(self.num_mask_tokens)])
         self.stability_delta = dc.dynamic_multimask_stability_delta
         self.stability_thresh = dc.dynamic_multimask_stability_thresh

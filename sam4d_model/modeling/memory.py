@@ -14,6 +14,7 @@ from torch import nn
 from ..config import SAM4DConfig
 from ..geometry import LEVEL_STRIDES, VoxelPyramid, scatter_mean_batched
 from .lidar_encoder import SparseDown2x
+from .sparse_torch import pyramid_pairs, subm_conv
 
 
 def build_memory_attention(cfg: SAM4DConfig) -> MemoryAttention:
@@ -55,18 +56,40 @@ class ImageMemoryEncoder(nn.Module):
         return self.out_proj(self.fuser(self.pix_feat_proj(pix_feat) + m))
 
 
-class TokenCXBlock(nn.Module):
-    """Residual token block (LayerNorm -> MLP x4 -> layer scale), the point-set analogue of ``CXBlock``."""
+class SubmConvTokens(nn.Module):
+    """Submanifold ``k x k x k`` convolution (no bias) on the tokens of one pyramid level, batched over dim 0.
 
-    def __init__(self, d: int, layer_scale: float = 1e-6):
+    Weight layout as spconv's ``SubMConv3d``: ``(out, k, k, k, in)``; computed with the pure-PyTorch per-offset
+    gather + matmul of :mod:`~sam4d_model.modeling.sparse_torch` on every device.
+    """
+
+    def __init__(self, d: int, k: int):
         super().__init__()
-        self.norm = nn.LayerNorm(d)
+        self.k = k
+        self.weight = nn.Parameter(torch.empty(d, k, k, k, d))
+        nn.init.kaiming_uniform_(self.weight.view(d, -1), a=5 ** 0.5)
+
+    def forward(self, x: torch.Tensor, pyr: VoxelPyramid, stride: int) -> torch.Tensor:
+        return subm_conv(x, self.weight.to(x.dtype), pyramid_pairs(pyr, stride, self.k))
+
+
+class TokenCXBlock(nn.Module):
+    """Residual token block, the point-set analogue of ``CXBlock``: [``k^3`` submanifold convolution ->]
+    LayerNorm -> MLP x4 -> layer scale. With ``conv_kernel = 7`` (and zero MLP biases) this is the official
+    LiDAR memory fuser block; with 0 the block has no spatial mixing.
+    """
+
+    def __init__(self, d: int, layer_scale: float = 1e-6, conv_kernel: int = 0, eps: float = 1e-5):
+        super().__init__()
+        self.conv = SubmConvTokens(d, conv_kernel) if conv_kernel else None
+        self.norm = nn.LayerNorm(d, eps=eps)
         self.fc1 = nn.Linear(d, 4 * d)
         self.fc2 = nn.Linear(4 * d, d)
         self.gamma = nn.Parameter(layer_scale * torch.ones(d))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.gamma * self.fc2(F.gelu(self.fc1(self.norm(x))))
+    def forward(self, x: torch.Tensor, pyr: VoxelPyramid = None, stride: int = 16) -> torch.Tensor:
+        h = x if self.conv is None else self.conv(x, pyr, stride)
+        return x + self.gamma * self.fc2(F.gelu(self.fc1(self.norm(h))))
 
 
 class LidarMemoryEncoder(nn.Module):
@@ -75,18 +98,20 @@ class LidarMemoryEncoder(nn.Module):
     def __init__(self, cfg: SAM4DConfig):
         super().__init__()
         d = cfg.d_model
-        chans = list(cfg.memory.mask_downsampler_channels)
+        mc = cfg.memory
+        chans = list(mc.mask_downsampler_channels)
         self.downs = nn.ModuleList()
         self.norms = nn.ModuleList()
         cin = 1
         for c in chans:
             self.downs.append(SparseDown2x(cin, c))
-            self.norms.append(nn.LayerNorm(c))
+            self.norms.append(nn.LayerNorm(c, eps=mc.lidar_norm_eps))
             cin = c
         self.mask_proj = nn.Linear(cin, d)
         self.pix_feat_proj = nn.Linear(d, d)
-        self.fuser = nn.Sequential(*[TokenCXBlock(d) for _ in range(cfg.memory.fuser_layers)])
-        self.out_proj = nn.Linear(d, cfg.memory.mem_dim)
+        self.fuser = nn.ModuleList([TokenCXBlock(d, conv_kernel=mc.lidar_fuser_kernel, eps=mc.lidar_norm_eps)
+                                    for _ in range(mc.fuser_layers)])
+        self.out_proj = nn.Linear(d, mc.mem_dim)
 
     def forward(self, tokens: torch.Tensor, point_mask_for_mem: torch.Tensor, pyr: VoxelPyramid) -> torch.Tensor:
         """``tokens`` (B, T, d), ``point_mask_for_mem`` (B, M) scaled logits -> (B, T, mem_dim)."""
@@ -94,4 +119,7 @@ class LidarMemoryEncoder(nn.Module):
         x = scatter_mean_batched(point_mask_for_mem.unsqueeze(-1), l1.point2vox, l1.coords.shape[0])
         for i, (down, norm) in enumerate(zip(self.downs, self.norms)):
             x = F.gelu(norm(down(x, pyr, LEVEL_STRIDES[i])))
-        return self.out_proj(self.fuser(self.pix_feat_proj(tokens) + self.mask_proj(x)))
+        x = self.pix_feat_proj(tokens) + self.mask_proj(x)
+        for block in self.fuser:
+            x = block(x, pyr, 16)
+        return self.out_proj(x)

@@ -30,6 +30,22 @@ def _add_label_embeddings(pe: torch.Tensor, labels: torch.Tensor, point_embeddin
     return out
 
 
+class TokenBatchNorm(nn.BatchNorm1d):
+    """``BatchNorm1d`` over the channels of ``(..., V, C)`` voxel features (statistics over all leading dims)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.reshape(-1, x.shape[-1])).view(x.shape)
+
+
+def token_norm(kind: str, c: int) -> nn.Module:
+    """Norm over the channels of voxel features: ``layer`` (LayerNorm) or ``batch`` (:class:`TokenBatchNorm`)."""
+    if kind == "batch":
+        return TokenBatchNorm(c)
+    if kind == "layer":
+        return nn.LayerNorm(c)
+    raise ValueError(f"norm must be 'layer' or 'batch', got {kind!r}")
+
+
 class ImagePromptEncoder(nn.Module):
     """Clicks/boxes (model-input pixels) and 4x-token-resolution masks -> sparse and dense embeddings."""
 
@@ -65,18 +81,18 @@ class ImagePromptEncoder(nn.Module):
 class LidarPromptEncoder(nn.Module):
     """Clicks/boxes on xyz and per-point mask prompts (through kernel-2 sparse convolutions) for the LiDAR."""
 
-    def __init__(self, d: int, mask_in_chans: int = 16):
+    def __init__(self, d: int, mask_in_chans: int = 16, norm: str = "layer", act: str = "gelu"):
         super().__init__()
         self.embed_dim = d
         self.point_embeddings = nn.ModuleList([nn.Embedding(1, d) for _ in range(4)])
         self.not_a_point_embed = nn.Embedding(1, d)
         c1, c2 = mask_in_chans // 4, mask_in_chans
         self.down1 = SparseDown2x(1, c1)
-        self.norm1 = nn.LayerNorm(c1)
+        self.norm1 = token_norm(norm, c1)
         self.down2 = SparseDown2x(c1, c2)
-        self.norm2 = nn.LayerNorm(c2)
+        self.norm2 = token_norm(norm, c2)
         self.proj = nn.Linear(c2, d)
-        self.act = nn.GELU()
+        self.act = nn.ReLU() if act == "relu" else nn.GELU()
         self.no_mask_embed = nn.Embedding(1, d)
 
     def embed_points(self, umpe: UMPE, xyz: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ from ..geometry import (
 )
 from ..types import Frame
 from .image_encoder import SAM4DImageEncoder
-from .lidar_encoder import SAM4DLidarEncoder
+from .lidar_encoder import SAM4DLidarEncoder, SparseDownCell
 from .mask_decoder import SAM4DMaskDecoder
 from .memory import ImageMemoryEncoder, LidarMemoryEncoder, build_memory_attention
 from .position_encoding import UMPE, PoseEncoder, temporal_sine
@@ -184,7 +184,8 @@ class SAM4D(nn.Module):
         self.lidar_encoder = SAM4DLidarEncoder(cfg)
         self.umpe = UMPE(cfg)
         self.image_prompt_encoder = ImagePromptEncoder(d, cfg.decoder.mask_in_chans)
-        self.lidar_prompt_encoder = LidarPromptEncoder(d, cfg.decoder.mask_in_chans)
+        self.lidar_prompt_encoder = LidarPromptEncoder(d, cfg.decoder.mask_in_chans, cfg.decoder.lidar_norm,
+                                                       cfg.decoder.lidar_prompt_act)
         self.memory_attention = build_memory_attention(cfg)
         self.image_memory_encoder = ImageMemoryEncoder(cfg)
         self.lidar_memory_encoder = LidarMemoryEncoder(cfg)
@@ -204,6 +205,9 @@ class SAM4D(nn.Module):
         self.obj_ptr_proj = MLP(d, d, d, 3)
         self.obj_ptr_tpos_proj = nn.Linear(d, mc.mem_dim)
         self.pose_encoder = PoseEncoder(mc.mem_dim, mc.pose_d_max)
+        if cfg.decoder.mask_input_as_output:
+            self.mask_downsample_img = nn.Conv2d(1, 1, kernel_size=4, stride=4)
+            self.mask_downsample_pts = SparseDownCell(1, 1, 4)
         for p in (self.img_maskmem_tpos_enc, self.pts_maskmem_tpos_enc, self.no_mem_embed, self.no_mem_pos_enc,
                   self.cross_modal_embed, self.ptr_modality_embed, self.no_obj_ptr, self.img_no_obj_embed_spatial,
                   self.pts_no_obj_embed_spatial):
@@ -223,14 +227,19 @@ class SAM4D(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ encoding
     def preprocess_image(self, image: np.ndarray) -> torch.Tensor:
-        """uint8 RGB (H, W, 3) -> normalised (1, 3, S, S) float (bilinear, antialiased resize)."""
+        """uint8 RGB (H, W, 3) -> normalised (1, 3, S, S) float (``image.resize``: bilinear or bicubic, antialiased;
+        bicubic values are clamped to 0..255 and rounded as the official predictor's uint8 PIL resize).
+        """
         img = torch.as_tensor(np.ascontiguousarray(image), device=self.device)
         if img.ndim != 3 or img.shape[2] != 3:
             raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {tuple(img.shape)}")
         x = img.permute(2, 0, 1).unsqueeze(0).float()
         if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
+            mode = self.cfg.image.resize
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode=mode, align_corners=False,
                               antialias=True)
+            if mode == "bicubic":
+                x = x.clamp(0, 255).round()
         return self.image_encoder.normalize(x)
 
     def encode_frame(self, frame: Frame, frame_idx: Optional[int] = None, lidar_aug: Optional[np.ndarray] = None,
@@ -275,10 +284,14 @@ class SAM4D(nn.Module):
 
                 pts = np.concatenate([np.asarray(pts)[:, :3], height_above_ground(pts)[:, None]], 1)
                 pts_aug = pts
+            elif lc.point_features == "constant":
+                pts = np.concatenate([np.asarray(pts)[:, :3], np.ones((len(pts), 1), np.float32)], 1)
+                pts_aug = pts
             if lidar_aug is not None and len(pts):
                 pts_aug = pts.astype(np.float32, copy=True)
                 pts_aug[:, :3] = pts[:, :3] @ aug[:3, :3].T.astype(np.float32) + aug[:3, 3].astype(np.float32)
-            pyr = build_voxel_pyramid(pts_aug, lc.voxel_size, lc.num_point_features, lc.max_range, dev)
+            pyr = build_voxel_pyramid(pts_aug, lc.voxel_size, lc.num_point_features, lc.max_range, dev,
+                                      lc.quantisation)
             feats.pyr = pyr
             if pyr.num_points > 0:
                 out = self.lidar_encoder(pyr)

@@ -35,18 +35,27 @@ from torch import nn
 
 from ..geometry import VoxelPyramid
 
-_OFFSETS = torch.tensor(list(itertools.product((-1, 0, 1), repeat=3)), dtype=torch.long)
+
+def kernel_offsets(k: int) -> torch.Tensor:
+    """``(k^3, 3)`` offsets of an odd ``k x k x k`` kernel, x slowest and z fastest: offset ``(a, b, c)`` (each in
+    ``-(k//2) .. k//2``) is row ``((a + r) * k + b + r) * k + c + r`` with ``r = k // 2``, the position of
+    ``weight[:, a + r, b + r, c + r, :]`` in a spconv ``(out, k, k, k, in)`` weight.
+    """
+    r = k // 2
+    return torch.tensor(list(itertools.product(range(-r, r + 1), repeat=3)), dtype=torch.long)
 
 
-def neighbour_map(pyr: VoxelPyramid, stride: int) -> torch.Tensor:
-    """(27, V) index of the neighbour at each 3x3x3 offset of every voxel of a level (-1 where empty)."""
+def neighbour_map(pyr: VoxelPyramid, stride: int, k: int = 3) -> torch.Tensor:
+    """(k^3, V) index of the neighbour at each offset of a ``k x k x k`` kernel (:func:`kernel_offsets`) of every
+    voxel of a level (-1 where empty).
+    """
     lvl = pyr.level(stride)
     coords, keys = lvl.coords, lvl.keys
     shp = torch.tensor([s // stride for s in pyr.spatial_shape], device=coords.device)
     v = coords.shape[0]
     if v == 0:
-        return torch.zeros((27, 0), dtype=torch.long, device=coords.device)
-    nc = coords.unsqueeze(0) + _OFFSETS.to(coords.device).unsqueeze(1)  # (27, V, 3)
+        return torch.zeros((k ** 3, 0), dtype=torch.long, device=coords.device)
+    nc = coords.unsqueeze(0) + kernel_offsets(k).to(coords.device).unsqueeze(1)  # (k^3, V, 3)
     inside = ((nc >= 0) & (nc < shp)).all(-1)
     nk = (nc[..., 0] * shp[1] + nc[..., 1]) * shp[2] + nc[..., 2]
     pos = torch.searchsorted(keys, nk.clamp(min=0)).clamp(max=v - 1)
@@ -56,7 +65,7 @@ def neighbour_map(pyr: VoxelPyramid, stride: int) -> torch.Tensor:
 
 @dataclass
 class ConvPairs:
-    """Existing neighbour pairs of a level, grouped by 3x3x3 offset (the centre offset is the identity).
+    """Existing neighbour pairs of a level, grouped by kernel offset (the centre offset is the identity).
 
     ``inputs`` holds, offset after offset (centre excluded), the input voxel of every pair; ``outputs`` the
     output voxel of the same pair; ``bounds[k]`` / ``bounds[k + 1]`` delimit offset ``k``'s slice (a python list,
@@ -68,14 +77,17 @@ class ConvPairs:
     outputs: torch.Tensor
     bounds: List[int]
     offsets: List[int]
+    kernel: int = 3
 
 
 def conv_pairs(nmap: torch.Tensor) -> ConvPairs:
     """Neighbour pairs per offset of a :func:`neighbour_map` (offsets with no pair are left out)."""
     v = nmap.shape[1]
+    kernel = round(nmap.shape[0] ** (1 / 3))
+    centre = nmap.shape[0] // 2
     ins, outs, bounds, offs = [], [], [0], []
     for k in range(nmap.shape[0]):
-        if k == 13:
+        if k == centre:
             continue
         o = torch.nonzero(nmap[k] >= 0).flatten()
         if o.numel() == 0:
@@ -85,14 +97,14 @@ def conv_pairs(nmap: torch.Tensor) -> ConvPairs:
         offs.append(k)
         bounds.append(bounds[-1] + int(o.numel()))
     e = nmap.new_zeros((0,))
-    return ConvPairs(v, torch.cat(ins) if ins else e, torch.cat(outs) if outs else e, bounds, offs)
+    return ConvPairs(v, torch.cat(ins) if ins else e, torch.cat(outs) if outs else e, bounds, offs, kernel)
 
 
-def pyramid_pairs(pyr: VoxelPyramid, stride: int) -> ConvPairs:
-    """:func:`conv_pairs` of a pyramid level, computed once and cached on the pyramid."""
-    key = ("pairs", stride)
+def pyramid_pairs(pyr: VoxelPyramid, stride: int, k: int = 3) -> ConvPairs:
+    """:func:`conv_pairs` of a pyramid level for a ``k x k x k`` kernel, computed once and cached on the pyramid."""
+    key = ("pairs", stride) if k == 3 else ("pairs", stride, k)
     if key not in pyr.conv_cache:
-        pyr.conv_cache[key] = conv_pairs(neighbour_map(pyr, stride))
+        pyr.conv_cache[key] = conv_pairs(neighbour_map(pyr, stride, k))
     return pyr.conv_cache[key]
 
 
@@ -110,10 +122,10 @@ class ChildGroups:
     bounds: List[int]
 
 
-def child_groups(parent: torch.Tensor, offset: torch.Tensor) -> ChildGroups:
+def child_groups(parent: torch.Tensor, offset: torch.Tensor, num_offsets: int = 8) -> ChildGroups:
     """Group fine voxels by ``offset`` (a stable sort keeps the voxel order inside each group)."""
     order = torch.sort(offset, stable=True).indices
-    counts = torch.bincount(offset, minlength=8).tolist()
+    counts = torch.bincount(offset, minlength=num_offsets).tolist()
     bounds = [0]
     for c in counts:
         bounds.append(bounds[-1] + c)
@@ -133,9 +145,10 @@ def pyramid_groups(pyr: VoxelPyramid, stride: int) -> ChildGroups:
 
 def subm_conv(x: torch.Tensor, weight: torch.Tensor, pairs: Optional[Union[ConvPairs, torch.Tensor]]
               ) -> torch.Tensor:
-    """Submanifold convolution with a spconv weight ``(out, k, k, k, in)`` (k = 1 or 3) on features ``(V, in)``.
+    """Submanifold convolution with a spconv weight ``(out, k, k, k, in)`` (k = 1 or odd) on features ``(..., V, in)``.
 
-    ``pairs`` is the level's :class:`ConvPairs` (a raw :func:`neighbour_map` is accepted too); unused for k = 1.
+    ``pairs`` is the level's :class:`ConvPairs` for kernel ``k`` (a raw :func:`neighbour_map` is accepted too);
+    unused for k = 1.
     """
     cout, k = weight.shape[0], weight.shape[1]
     cin = weight.shape[-1]
@@ -145,14 +158,16 @@ def subm_conv(x: torch.Tensor, weight: torch.Tensor, pairs: Optional[Union[ConvP
         return x @ weight.reshape(cin, cout)
     if not isinstance(pairs, ConvPairs):
         pairs = conv_pairs(pairs)
-    w = weight.permute(1, 2, 3, 4, 0).reshape(27, cin, cout)
-    y = x @ w[13]
+    if pairs.kernel != k:
+        raise ValueError(f"subm_conv: pairs of a {pairs.kernel}^3 kernel for a {k}^3 weight")
+    w = weight.permute(1, 2, 3, 4, 0).reshape(k ** 3, cin, cout)
+    y = x @ w[k ** 3 // 2]
     if not pairs.offsets:
         return y
-    xi = x[pairs.inputs]
+    xi = x.index_select(-2, pairs.inputs)
     b = pairs.bounds
-    prod = torch.cat([xi[b[j]:b[j + 1]] @ w[k] for j, k in enumerate(pairs.offsets)])
-    return y.index_add(0, pairs.outputs, prod)
+    prod = torch.cat([xi[..., b[j]:b[j + 1], :] @ w[o] for j, o in enumerate(pairs.offsets)], dim=-2)
+    return y.index_add(y.dim() - 2, pairs.outputs, prod)
 
 
 def _kernel8(weight: torch.Tensor) -> torch.Tensor:
@@ -176,7 +191,7 @@ def grouped_down(x: torch.Tensor, w8: torch.Tensor, g: ChildGroups, num_parents:
     """``out[parent[i]] += x[i] @ w8[offset[i]]`` with one matmul per child offset; ``x`` is ``(..., V, in)``."""
     xs = x.index_select(-2, g.order)
     b = g.bounds
-    y = torch.cat([xs[..., b[o]:b[o + 1], :] @ w8[o] for o in range(8) if b[o + 1] > b[o]], dim=-2)
+    y = torch.cat([xs[..., b[o]:b[o + 1], :] @ w8[o] for o in range(len(b) - 1) if b[o + 1] > b[o]], dim=-2)
     out = y.new_zeros(y.shape[:-2] + (num_parents, y.shape[-1]))
     return out.index_add(out.dim() - 2, g.parent, y)
 
@@ -187,6 +202,24 @@ def grouped_up(x: torch.Tensor, w8: torch.Tensor, g: ChildGroups) -> torch.Tenso
     b = g.bounds
     y = torch.cat([xp[..., b[o]:b[o + 1], :] @ w8[o] for o in range(8) if b[o + 1] > b[o]], dim=-2)
     return y.index_select(-2, g.inverse)
+
+
+def pyramid_cells(pyr: VoxelPyramid, fine_stride: int, factor: int) -> ChildGroups:
+    """Voxels at ``fine_stride`` grouped by their position in the ``factor``-times coarser cell (offset
+    ``(jx * factor + jy) * factor + jz``, z fastest as the official torchsparse kernel maps of even kernels),
+    with the index of that cell at ``fine_stride * factor``; cached on the pyramid.
+    """
+    key = ("cells", fine_stride, factor)
+    if key not in pyr.conv_cache:
+        parent = torch.arange(pyr.num_voxels(fine_stride), device=pyr.level(fine_stride).coords.device)
+        s = fine_stride
+        while s < fine_stride * factor:
+            parent = pyr.level(s).parent[parent]
+            s *= 2
+        off = pyr.level(fine_stride).coords % factor
+        offset = (off[:, 0] * factor + off[:, 1]) * factor + off[:, 2]
+        pyr.conv_cache[key] = child_groups(parent, offset, factor ** 3)
+    return pyr.conv_cache[key]
 
 
 def _run_seq(seq: nn.Module, x: torch.Tensor, ctx: Dict) -> torch.Tensor:

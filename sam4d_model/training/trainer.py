@@ -78,6 +78,9 @@ class TrainConfig:
     amp: str = "bf16"  # on CUDA: bf16 | fp16 | none
     log_every: int = 10
     save_every: int = 100
+    #: every this many steps also keep the weights as ``<out_dir>/step_<n>.safetensors`` (0: never), so that
+    #: checkpoints along the run can be compared on validation after it.
+    snapshot_every: int = 0
     num_threads: int = 0  # torch CPU threads (0: default)
 
 
@@ -490,6 +493,12 @@ def train(cfg: TrainConfig, seqs: Sequence, progress: bool = True) -> Path:
                 _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                     "step": step, "rng": rngs,
                                     "torch_rng": torch.get_rng_state()}, ckpt)
+        if rank == 0 and cfg.snapshot_every > 0 and step % cfg.snapshot_every == 0:
+            snap = build_model_for_training(cfg)
+            snap.load_state_dict(model.state_dict())
+            merge_lora(snap)
+            save_checkpoint(snap.eval(), out / f"step_{step:06d}.safetensors",
+                            extra_metadata={"train_steps": str(step)})
     if bar is not None:
         bar.close()
     if world > 1:
