@@ -122,6 +122,18 @@ class MemoryConfig:
     #: LiDAR memory tokens stored per frame: 1 = every stride-16 token (the paper); 2 = the mean of each 2x2x2 cell
     #: of them (stride 32: ~4x fewer memory tokens for memory attention to attend over; an approximation).
     lidar_pool: int = 1
+    #: Which stored memories a frame attends to. ``recent``: every kept prompted frame, and the ``num_maskmem - 1``
+    #: most recent other frames of any age; object pointers from those (prompted first, at most ``max_obj_ptrs``).
+    #: ``distance`` (the official SAM2/SAM4D rule): prompted frames (within ``cond_frame_window``) and the frames
+    #: exactly 1 .. ``num_maskmem - 1`` steps back (a missing one leaves a gap); object pointers from the prompted
+    #: frames in the past and the frames 1 .. ``max_obj_ptrs - 1`` steps back.
+    memory_selection: str = "recent"
+    #: Prompted frames are attended to only while at most this many frames away (0: always; official: 8).
+    cond_frame_window: int = 0
+    #: On a frame where an object has no memory yet, its tokens attend to the other modality's current tokens
+    #: (``true``), or are only offset by the no-memory embedding (``false``: the official model's
+    #: ``directly_add_no_mem_embed``).
+    attend_on_first_frame: bool = True
 
 
 @dataclass
@@ -156,6 +168,17 @@ class DecoderConfig:
     #: decoder run on the mask downsampled by ``mask_downsample_img`` / ``mask_downsample_pts`` (a 4x4 conv and
     #: a kernel-4 stride-4 sparse conv), modules that exist only with this option.
     mask_input_as_output: bool = False
+    #: Sparse prompt tokens of the decoders. ``single``: each decoder gets the image and LiDAR prompt tokens once,
+    #: an empty modality one padding token, a click prompt one padding token, a box none. ``official``: the image
+    #: decoder gets ``[image, LiDAR, image]`` (image tokens twice), the LiDAR decoder ``[LiDAR, image]``; every
+    #: prompt gets a padding token, an empty modality two.
+    prompt_tokens: str = "single"
+    #: Object pointer of a single-mask output: from the ``selected`` mask token (after the stability fallback) or
+    #: always from the ``first`` (single-mask) token, as the official model.
+    single_mask_pointer: str = "selected"
+    #: Clicks counted against ``multimask_max_pt_num``: ``all`` (both modalities) or ``first_modality`` (the image
+    #: clicks when there are any, else the LiDAR clicks; the official rule reads its first prompt modality).
+    multimask_clicks: str = "all"
 
 
 @dataclass
@@ -195,7 +218,11 @@ class SAM4DConfig:
                    ("decoder", "point_interp"): ("trilinear", "nearest"),
                    ("decoder", "lidar_norm"): ("layer", "batch"),
                    ("decoder", "lidar_prompt_act"): ("gelu", "relu"),
-                   ("decoder", "lidar_head_act"): ("gelu", "identity")}
+                   ("decoder", "lidar_head_act"): ("gelu", "identity"),
+                   ("decoder", "prompt_tokens"): ("single", "official"),
+                   ("decoder", "single_mask_pointer"): ("selected", "first"),
+                   ("decoder", "multimask_clicks"): ("all", "first_modality"),
+                   ("memory", "memory_selection"): ("recent", "distance")}
         for (section, key), allowed in choices.items():
             value = getattr(getattr(self, section), key)
             if value not in allowed:

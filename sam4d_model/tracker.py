@@ -243,7 +243,10 @@ class StreamingTracker:
             keep_n = self.max_prompted_frames - 1
             prompted = prompted[:1] + (prompted[-keep_n:] if keep_n > 0 else [])
         past = sorted([e for e in ents if not e.is_prompted], key=lambda e: e.frame_idx)
-        past = past[-self.num_past_frames:] if self.num_past_frames > 0 else []
+        keep = self.num_past_frames
+        if self.model.cfg.memory.memory_selection == "distance":
+            keep = max(keep, self.model.max_obj_ptrs - 1)  # object pointers reach further back than memories
+        past = past[-keep:] if keep > 0 else []
         self._memories[obj_id] = prompted + past
 
     def step(self, frame: Frame) -> TrackResult:

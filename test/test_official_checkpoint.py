@@ -265,3 +265,111 @@ def test_embedded_tiny_model_is_untouched_by_the_official_options():
     assert not hasattr(model, "mask_downsample_img")
     fresh = build_sam4d(cfg)
     assert set(fresh.state_dict()) == set(model.state_dict())
+
+
+# ---------------------------------------------------------------------------------------- official step logic
+@pytest.fixture(scope="module")
+def small_model():
+    torch.manual_seed(0)
+    return build_sam4d(_small_cfg(128)).eval()
+
+
+def _entry(frame_idx, prompted=False):
+    from sam4d_model.modeling.sam4d import MemoryEntry
+
+    return MemoryEntry(frame_idx=frame_idx, is_prompted=prompted, pose=torch.eye(4, dtype=torch.float64), cams=[],
+                       img_hw=(0, 0), img_mem=None, pts_mem=None, pts_xyz=None, obj_ptr_img=None, obj_ptr_pts=None)
+
+
+def test_official_memory_selection_by_frame_distance(small_model):
+    entries = [_entry(0, prompted=True)] + [_entry(i) for i in range(1, 10)] + [_entry(12)]
+    sel = small_model.select_memory(entries, 13)
+    # the prompted frame is 13 frames away (> 8): not attended; memories exactly 1..6 back (12, then a gap at 11
+    # and 10, then 9, 8, 7), never older ones to fill the gaps
+    assert [(e.frame_idx, t) for e, t in sel] == [(12, 1), (9, 4), (8, 5), (7, 6)]
+    ptrs = small_model.select_pointers(entries, 13, sel)
+    assert [e.frame_idx for e in ptrs] == [12, 9, 8, 7, 6]  # pointers 1..7 back
+    sel = small_model.select_memory(entries, 8)
+    assert [(e.frame_idx, t) for e, t in sel][:1] == [(0, 0)]  # within 8 frames: the prompted frame is used
+    assert [e.frame_idx for e, _ in sel[1:]] == [7, 6, 5, 4, 3, 2]
+
+
+def test_official_prompt_token_layout(small_model):
+    from sam4d_ros.testing import tiny_frame
+
+    with torch.no_grad():
+        feats = small_model.encode_frame(tiny_frame(num_points=1500, width=96, height=64))
+    img_click = ObjectPrompt(img_points={0: (torch.tensor([[40.0, 30.0]]), torch.tensor([1]))})
+    lidar_box = ObjectPrompt(pts_points=torch.tensor([[5.0, -1, -1], [7.0, 1, 1]]), pts_labels=torch.tensor([2, 3]))
+    cam, lidar = small_model.encode_sparse_prompts(feats, [img_click, lidar_box, None])
+    # image decoder [image, LiDAR, image]; a click and an empty modality give 2 tokens each; a box gets padding too
+    assert [t.shape[0] for t in cam[0]] == [2 + 2 + 2, 2 + 3 + 2, 2 + 2 + 2]
+    assert [t.shape[0] for t in lidar] == [2 + 2, 3 + 2, 2 + 2]
+    pad = small_model.image_prompt_encoder.not_a_point_embed.weight[0]
+    assert torch.equal(cam[0][0][0], cam[0][0][4])  # the image tokens appear twice
+    assert torch.equal(cam[0][2][0], pad) and torch.equal(cam[0][2][5], pad)
+
+
+def test_official_first_frame_does_not_attend(small_model):
+    from sam4d_ros.testing import tiny_frame
+
+    with torch.no_grad():
+        feats = small_model.encode_frame(tiny_frame(num_points=1500, width=96, height=64))
+        img, pts = small_model.condition_on_memory(feats, [[]])
+    torch.testing.assert_close(img[0], feats.img_tokens + small_model.no_mem_embed, rtol=0, atol=0)
+    torch.testing.assert_close(pts[0], feats.pts_tokens + small_model.no_mem_embed[0], rtol=0, atol=0)
+
+
+def test_official_mask_prompt_is_the_output(small_model):
+    from sam4d_ros.testing import tiny_frame
+
+    frame = tiny_frame(num_points=1500, width=96, height=64)
+    with torch.no_grad():
+        feats = small_model.encode_frame(frame)
+        m = torch.zeros(feats.pyr.num_points)
+        m[:200] = 1
+        out = small_model(feats, [[]], [ObjectPrompt(pts_mask=m)])
+    torch.testing.assert_close(out.pts_logits[0], m * 20 - 10)
+    assert float(out.pts_obj[0]) == 10.0 and float(out.pts_iou[0]) == 1.0
+    assert not bool(out.multimask[0])
+    e = out.new_memory[0]
+    assert e.is_prompted and torch.isfinite(e.pts_mem).all() and torch.isfinite(e.obj_ptr_pts).all()
+
+
+def test_official_tracker_runs_and_tracks_over_frames(official_pth):
+    """The converted model through the node's tracker: prompted frame, then tracking with distance-selected
+    memories, the 7x7x7 LiDAR fuser and ego motion."""
+    from sam4d_model.tracker import StreamingTracker
+    from sam4d_ros.testing import TINY_CLUSTER_CENTRES, tiny_frame
+
+    model, _ = load_checkpoint(official_pth[0], config=_small_cfg(128))
+    tr = StreamingTracker(model, max_objects=2, lidar_refine="none", image_from_lidar=False)
+    tr.add_prompt(1, lidar_points=np.array([TINY_CLUSTER_CENTRES[0]]), lidar_labels=np.array([1]))
+    tr.add_prompt(2, camera=0, image_points=np.array([[30.0, 24.0]]), image_labels=np.array([1]))
+    for t in range(9):
+        res = tr.step(tiny_frame(num_points=1500, width=96, height=64, seed=t, index=t))
+        assert res.point_masks.shape == (2, 1500) and np.isfinite(res.point_scores).all()
+    assert tr.num_stored_memories == 2 * 8  # 7 past frames (pointers reach 7 back) + the prompted one
+
+
+
+def test_official_2d_sine_follows_the_released_formula(small_model):
+    umpe = small_model.umpe
+    d, h, w = small_model.d, 6, 9
+    npf = d // 2
+    i = torch.arange(npf)
+    dim_t = 10000.0 ** (2 * (i // 2) / d // 2)  # the released formula: every frequency comes out as 1
+    assert torch.all(dim_t == 1)
+
+    def interleave(v):  # SAM2's channel layout: sin of even channels, cos of odd ones
+        p = v[..., None] / dim_t
+        return torch.stack([p[..., 0::2].sin(), p[..., 1::2].cos()], -1).flatten(-2)
+
+    y = (torch.arange(h) + 0.5) / h * 2 * np.pi
+    x = (torch.arange(w) + 0.5) / w * 2 * np.pi
+    ref = torch.cat([interleave(y)[:, None].expand(h, w, -1), interleave(x)[None].expand(h, w, -1)], -1)
+    torch.testing.assert_close(umpe.image_dense_2d(h, w, torch.device("cpu")), ref.reshape(h * w, d))
+    uv = torch.tensor([[10.7, 99.2]])
+    c = (torch.floor(uv) + 0.5) / 128 * 2 * np.pi  # clicks: floor, then the pixel centre
+    ref_p = torch.cat([interleave(c[:, 1]), interleave(c[:, 0])], -1)
+    torch.testing.assert_close(umpe.image_sparse_2d(umpe.prompt_uv(uv), 128), ref_p)

@@ -37,6 +37,7 @@ class UMPE(nn.Module):
         self.d = d
         self.stride = cfg.image.backbone_stride
         self.sine = PositionEmbeddingSine(num_pos_feats=d, warmup_cache=False)
+        self.sine_2d = u.sine_2d
         self.register_buffer("fourier_matrix", u.fourier_scale * torch.randn(3, d // 2))
         self.fourier_coord_scale = u.fourier_coord_scale
         layers = [nn.Linear(self.num_depths * 3, 4 * d), nn.ReLU(inplace=True), nn.Linear(4 * d, d)]
@@ -45,13 +46,40 @@ class UMPE(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     # ---- 2D / Fourier parts -------------------------------------------------------------------------------
+    def _unit_frequency(self, t: torch.Tensor) -> torch.Tensor:
+        """``(..., d/2)`` channels ``sin t, cos t, sin t, ...`` of positions ``t`` in [0, 1) (times 2 pi): the
+        official model's 2D sine encoding, whose frequency formula gives 1 for every channel (a quirk of the
+        released code, matched on purpose under ``umpe.sine_2d: official``).
+        """
+        v = t.float()[..., None] * (2 * math.pi)
+        return torch.stack([torch.sin(v), torch.cos(v)], -1).expand(*v.shape[:-1], self.d // 4, 2).reshape(
+            *v.shape[:-1], self.d // 2)
+
     def image_dense_2d(self, h: int, w: int, device: torch.device) -> torch.Tensor:
-        """``(h*w, d)`` sine encoding of a token grid (same as SAM2's dense image encoding)."""
+        """``(h*w, d)`` sine encoding of a token grid (``sam2``: SAM2's dense image encoding; ``official``: unit
+        frequencies, token centres at ``(i + 0.5) / n``), channels ``[y part, x part]``.
+        """
+        if self.sine_2d == "official":
+            ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
+            xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
+            py = self._unit_frequency(ys)[:, None].expand(h, w, -1)
+            px = self._unit_frequency(xs)[None].expand(h, w, -1)
+            return torch.cat([py, px], -1).reshape(h * w, self.d)
         return self.sine._pe(1, device, h, w)[0].flatten(1).transpose(0, 1)
+
+    def prompt_uv(self, uv: torch.Tensor) -> torch.Tensor:
+        """Model-input pixel coordinates of image clicks as the prompt encodings see them (``official``: the
+        pixel's centre, ``floor(uv) + 0.5``, as the released predictor floors clicks and its encoder adds 0.5).
+        """
+        return torch.floor(uv) + 0.5 if self.sine_2d == "official" else uv
 
     def image_sparse_2d(self, uv: torch.Tensor, size: int) -> torch.Tensor:
         """Sine encoding ``(..., d)`` of pixel coordinates ``uv`` (``(..., 2)`` in the ``size``-px model input)."""
         shape = uv.shape[:-1]
+        if self.sine_2d == "official":
+            px = self._unit_frequency(uv[..., 0] / size)
+            py = self._unit_frequency(uv[..., 1] / size)
+            return torch.cat([py, px], dim=-1)
         g = size / self.stride
         x = (uv[..., 0].reshape(-1) / self.stride + 0.5) / g
         y = (uv[..., 1].reshape(-1) / self.stride + 0.5) / g

@@ -63,6 +63,7 @@ class ImagePromptEncoder(nn.Module):
     def embed_points(self, umpe: UMPE, uv: torch.Tensor, labels: torch.Tensor, size: int, img_aug: torch.Tensor,
                      intrinsics: torch.Tensor, camera2lidar: torch.Tensor) -> torch.Tensor:
         """``uv`` (B, K, 2) model-input pixels, ``labels`` (B, K) -> (B, K, d)."""
+        uv = umpe.prompt_uv(uv)
         pe = umpe.image_sparse_2d(uv, size)
         pe = pe + umpe.encode_3d_rays(umpe.ray_points(uv, img_aug, intrinsics, camera2lidar))
         return _add_label_embeddings(pe, labels, self.point_embeddings, self.not_a_point_embed)
@@ -104,13 +105,20 @@ class LidarPromptEncoder(nn.Module):
         """One padding token per batch element: (B, 1, d)."""
         return self.not_a_point_embed.weight.view(1, 1, -1).expand(batch, 1, -1)
 
-    def embed_masks(self, point_masks: Optional[torch.Tensor], batch: int, pyr: VoxelPyramid) -> torch.Tensor:
-        """Per-point masks (B, M) in {0, 1} (kept points) or ``None`` -> dense (B, T, d) on stride-16 tokens."""
+    def embed_masks(self, point_masks: Optional[torch.Tensor], batch: int, pyr: VoxelPyramid,
+                    voxel_masks: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Per-point masks (B, M) in {0, 1} (kept points) or ``None`` -> dense (B, T, d) on stride-16 tokens.
+
+        ``voxel_masks`` (B, V4): the mask already on the stride-4 voxels (else the mean of its points there).
+        """
         t = pyr.num_voxels(16)
-        if point_masks is None:
+        if point_masks is None and voxel_masks is None:
             return self.no_mask_embed.weight.view(1, 1, -1).expand(batch, t, -1)
         l4 = pyr.level(4)
-        x = scatter_mean_batched(point_masks.float().unsqueeze(-1), l4.point2vox, l4.coords.shape[0])
+        if voxel_masks is not None:
+            x = voxel_masks.float().unsqueeze(-1)
+        else:
+            x = scatter_mean_batched(point_masks.float().unsqueeze(-1), l4.point2vox, l4.coords.shape[0])
         x = self.act(self.norm1(self.down1(x, pyr, 4)))
         x = self.act(self.norm2(self.down2(x, pyr, 8)))
         return self.proj(x)

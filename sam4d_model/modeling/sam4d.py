@@ -334,55 +334,84 @@ class SAM4D(nn.Module):
                                     self.relative_pose(cur_pose, entry.pose))
 
     # -------------------------------------------------------------------------------------------------- memory
+    def _cond_entries(self, entries: Sequence[MemoryEntry], frame_idx: int) -> List[MemoryEntry]:
+        """Prompted entries of other frames that the current frame attends to (``memory.cond_frame_window``)."""
+        win = self.cfg.memory.cond_frame_window
+        return [e for e in entries if e.is_prompted and e.frame_idx != frame_idx
+                and (win <= 0 or abs(frame_idx - e.frame_idx) <= win)]
+
     def select_memory(self, entries: Sequence[MemoryEntry], frame_idx: int,
                       num_past: Optional[int] = None) -> List[Tuple[MemoryEntry, int]]:
-        """Prompted entries (t_pos 0) + the most recent ``num_maskmem - 1`` past non-prompted entries."""
+        """Memories attended to on ``frame_idx`` as ``(entry, t_pos)``: prompted entries (t_pos 0) and past
+        entries at their frame distance t_pos (``memory.memory_selection``: the most recent ones, or exactly the
+        frames 1 .. ``num_past`` back).
+        """
         num_past = self.num_maskmem - 1 if num_past is None else num_past
-        cond = [e for e in entries if e.is_prompted and e.frame_idx != frame_idx]
+        cond = self._cond_entries(entries, frame_idx)
+        out = [(e, 0) for e in cond]
+        if self.cfg.memory.memory_selection == "distance":
+            taken = {id(e) for e in cond}
+            by_frame = {e.frame_idx: e for e in entries if id(e) not in taken}
+            for dist in range(1, num_past + 1):
+                e = by_frame.get(frame_idx - dist)
+                if e is not None:
+                    out.append((e, dist))
+            return out
         past = [e for e in entries if not e.is_prompted and e.frame_idx < frame_idx]
         past = sorted(past, key=lambda e: e.frame_idx)[-num_past:] if num_past > 0 else []
-        out = [(e, 0) for e in cond]
         for e in past:
             out.append((e, int(min(max(frame_idx - e.frame_idx, 1), self.num_maskmem - 1))))
         return out
 
+    def select_pointers(self, entries: Sequence[MemoryEntry], frame_idx: int,
+                        selected: List[Tuple[MemoryEntry, int]]) -> List[MemoryEntry]:
+        """Entries whose object pointers are attended to (``memory.memory_selection``)."""
+        if self.cfg.memory.memory_selection == "distance":
+            cond = [e for e, t in selected if t == 0 and e.frame_idx <= frame_idx]
+            taken = {id(e) for e in cond}
+            by_frame = {e.frame_idx: e for e in entries if id(e) not in taken}
+            past = [by_frame.get(frame_idx - dist) for dist in range(1, self.max_obj_ptrs)]
+            return cond + [e for e in past if e is not None]
+        ptr_entries = [e for e, t in selected if t == 0] + sorted([e for e, t in selected if t > 0],
+                                                                  key=lambda e: -e.frame_idx)
+        return ptr_entries[: self.max_obj_ptrs]
+
+    def _entry_positions(self, feats: FrameFeatures, e: MemoryEntry, cache: Dict):
+        """Positions of a stored entry in the current frame (image, LiDAR, pose encoding), cached per frame."""
+        key = (e.frame_idx, id(e.pose))
+        if key not in cache:
+            img_p, pts_p = [], None
+            t_rel = self.relative_pose(feats.pose, e.pose)
+            if e.img_mem is not None:
+                for cam in e.cams:
+                    img_p.append(self.image_pos(cam, e.img_hw[0], e.img_hw[1], t_rel))
+            if e.pts_mem is not None and e.pts_mem.shape[0] > 0:
+                pts_p = self.lidar_pos(self.memory_lidar_xyz(e, feats.pose))
+            pose_enc = self.pose_encoder(t_rel.unsqueeze(0))[0] if t_rel is not None else None
+            cache[key] = (img_p, pts_p, pose_enc)
+        return cache[key]
+
     def _memory_tokens(self, feats: FrameFeatures, selected: List[Tuple[MemoryEntry, int]],
-                       cache: Dict) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+                       ptr_entries: List[MemoryEntry], cache: Dict) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
         """Memory tokens and positions (each (L_i, d)) of one object's selected entries and object pointers."""
         toks: List[torch.Tensor] = []
         poss: List[torch.Tensor] = []
-        cur_pose = feats.pose
         for e, t_pos in selected:
-            key = (e.frame_idx, id(e.pose))
-            if key not in cache:
-                img_p, pts_p = [], None
-                t_rel = self.relative_pose(cur_pose, e.pose)
-                if e.img_mem is not None:
-                    for ci, cam in enumerate(e.cams):
-                        img_p.append(self.image_pos(cam, e.img_hw[0], e.img_hw[1], t_rel))
-                if e.pts_mem is not None and e.pts_mem.shape[0] > 0:
-                    pts_p = self.lidar_pos(self.memory_lidar_xyz(e, cur_pose))
-                pose_enc = self.pose_encoder(t_rel.unsqueeze(0))[0] if t_rel is not None else None
-                cache[key] = (img_p, pts_p, pose_enc)
-            img_p, pts_p, _ = cache[key]
+            img_p, pts_p, _ = self._entry_positions(feats, e, cache)
             tidx = self.num_maskmem - t_pos - 1
             if e.img_mem is not None:
                 for ci in range(e.img_mem.shape[0]):
-                    toks.append(e.img_mem[ci])
+                    toks.append(e.img_mem[ci].float())
                     poss.append(img_p[ci] + self.img_maskmem_tpos_enc[tidx])
             if pts_p is not None:
-                toks.append(e.pts_mem)
+                toks.append(e.pts_mem.float())
                 poss.append(pts_p + self.pts_maskmem_tpos_enc[tidx])
-        # object pointers: prompted frames first, then the most recent ones
-        ptr_entries = [e for e, t in selected if t == 0] + sorted([e for e, t in selected if t > 0],
-                                                                  key=lambda e: -e.frame_idx)
-        ptr_entries = ptr_entries[: self.max_obj_ptrs]
         ptrs, ppos = [], []
         denom = max(self.max_obj_ptrs - 1, 1)
         for e in ptr_entries:
             tdiff = torch.tensor([float(feats.frame_idx - e.frame_idx) / denom], device=self.device)
             tp = self.obj_ptr_tpos_proj(temporal_sine(tdiff, self.d))[0]
-            pose_enc = cache[(e.frame_idx, id(e.pose))][2]
+            pose_enc = self._entry_positions(feats, e, cache)[2]
             if pose_enc is not None:
                 tp = tp + pose_enc
             for m, ptr in enumerate((e.obj_ptr_img, e.obj_ptr_pts)):
@@ -411,11 +440,12 @@ class SAM4D(nn.Module):
         per_obj, has_mem = [], []
         for ents in memories:
             selected = self.select_memory(ents, feats.frame_idx, num_past)
-            toks, poss = self._memory_tokens(feats, selected, cache)
+            toks, poss = self._memory_tokens(feats, selected, self.select_pointers(ents, feats.frame_idx, selected),
+                                             cache)
+            has_mem.append(bool(toks))
             if not toks:
                 toks, poss = [self.no_mem_embed[0]], [self.no_mem_pos_enc[0]]
             per_obj.append((torch.cat(toks, 0), torch.cat(poss, 0)))
-            has_mem.append(bool(selected))
         # Objects with the same number of memory tokens are attended as one batch. Objects without memory all see
         # the same inputs (the no-memory token and the current frame), so they are computed once and broadcast.
         groups: Dict[int, List[int]] = {}
@@ -428,7 +458,7 @@ class SAM4D(nn.Module):
             if feats.has_lidar:
                 cross = (feats.pts_tokens, feats.pts_pos + self.cross_modal_embed[0])
             for key, idxs in groups.items():
-                if cross is None and key < 0:
+                if key < 0 and (cross is None or not self.cfg.memory.attend_on_first_frame):
                     img_out[idxs] = feats.img_tokens.unsqueeze(0) + self.no_mem_embed
                     continue
                 run = idxs[:1] if key < 0 else idxs
@@ -450,7 +480,7 @@ class SAM4D(nn.Module):
             if feats.has_image:
                 cross = (feats.img_tokens.reshape(-1, d), (feats.img_pos + self.cross_modal_embed[1]).reshape(-1, d))
             for key, idxs in groups.items():
-                if cross is None and key < 0:
+                if key < 0 and (cross is None or not self.cfg.memory.attend_on_first_frame):
                     pts_out[idxs] = feats.pts_tokens.unsqueeze(0) + self.no_mem_embed[0]
                     continue
                 run = idxs[:1] if key < 0 else idxs
@@ -476,41 +506,52 @@ class SAM4D(nn.Module):
             out.append(p)
         return torch.stack(out, 0)
 
-    def encode_sparse_prompts(self, feats: FrameFeatures, prompts: Sequence[Optional[ObjectPrompt]]
-                              ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+    def encode_sparse_prompts(self, feats: FrameFeatures, prompts: Sequence[Optional[ObjectPrompt]]):
         """Sparse prompt tokens: per camera (O, P_c, d) for the image decoders and (O, P, d) for the LiDAR decoder.
 
         Every decoder gets both modalities' prompt tokens (cross-modal prompting): image prompts of camera ``c``
-        go to camera ``c``'s decoder and to the LiDAR decoder; LiDAR prompts go to all decoders. A modality
-        without prompt contributes one padding token.
+        go to camera ``c``'s decoder and to the LiDAR decoder; LiDAR prompts go to all decoders. Layout by
+        ``decoder.prompt_tokens``: ``single`` (a modality without prompt contributes one padding token; objects
+        are padded to one length) or ``official`` (see the config; objects keep their own lengths, so every
+        decoder input is a list of ``(P_o, d)`` tensors, decoded in groups of equal length).
         """
         ipe, lpe = self.image_prompt_encoder, self.lidar_prompt_encoder
         pad = ipe.not_a_point_embed.weight
         lpad = lpe.not_a_point_embed.weight
+        official = self.cfg.decoder.prompt_tokens == "official"
         ncam = len(feats.cams)
         pts_parts, img_parts = [], [[] for _ in range(ncam)]
+        img_has: List[List[bool]] = [[] for _ in range(ncam)]
         for p in prompts:
             if p is not None and p.pts_points is not None and p.pts_points.shape[0] > 0:
                 lab = p.pts_labels.to(self.device).long()
                 xyz = p.pts_points.to(self.device).float()
-                if not bool((lab >= 2).any()):
+                if official or not bool((lab >= 2).any()):
                     xyz = torch.cat([xyz, xyz.new_zeros(1, 3)], 0)
                     lab = torch.cat([lab, lab.new_full((1,), -1)], 0)
                 pts_parts.append(lpe.embed_points(self.umpe, xyz[None], lab[None])[0])
             else:
-                pts_parts.append(lpad)
+                pts_parts.append(lpad.expand(2, -1) if official else lpad)
             for ci in range(ncam):
                 if p is not None and ci in p.img_points and p.img_points[ci][0].shape[0] > 0:
                     uv, lab = p.img_points[ci]
                     uv, lab = uv.to(self.device).float(), lab.to(self.device).long()
-                    if not bool((lab >= 2).any()):
+                    if official or not bool((lab >= 2).any()):
                         uv = torch.cat([uv, uv.new_zeros(1, 2)], 0)
                         lab = torch.cat([lab, lab.new_full((1,), -1)], 0)
                     cam = feats.cams[ci]
                     img_parts[ci].append(ipe.embed_points(self.umpe, uv[None], lab[None], self.image_size,
                                                           cam.img_aug, cam.intrinsics, cam.camera2lidar)[0])
                 else:
-                    img_parts[ci].append(pad)
+                    img_parts[ci].append(pad.expand(2, -1) if official else pad)
+                img_has[ci].append(p is not None and ci in p.img_points and p.img_points[ci][0].shape[0] > 0)
+        if official:
+            o = len(prompts)
+            cam_tok = [[torch.cat([img_parts[ci][i], pts_parts[i], img_parts[ci][i]], 0) for i in range(o)]
+                       for ci in range(ncam)]
+            img_all = [torch.cat([img_parts[ci][i] for ci in range(ncam) if img_has[ci][i]] or [pad.expand(2, -1)], 0)
+                       for i in range(o)]
+            return cam_tok, [torch.cat([pts_parts[i], img_all[i]], 0) for i in range(o)]
         pts_tok = self._pad_stack(pts_parts)
         cam_tok = [torch.cat([self._pad_stack(img_parts[ci]), pts_tok], 1) for ci in range(ncam)]
         if ncam:
@@ -520,6 +561,27 @@ class SAM4D(nn.Module):
         else:
             lidar_tok = torch.cat([pad.unsqueeze(0).expand(len(prompts), 1, -1), pts_tok], 1)
         return cam_tok, lidar_tok
+
+    @staticmethod
+    def _decode_groups(run, tokens, o: int) -> Dict[str, torch.Tensor]:
+        """Run a decoder ``run(index, tokens)`` on all ``o`` objects: one call for stacked ``(O, P, d)`` tokens,
+        one call per token count for a list of ``(P_o, d)`` (no padding token added); outputs in object order.
+        """
+        if isinstance(tokens, torch.Tensor):
+            return run(slice(None), tokens)
+        groups: Dict[int, List[int]] = {}
+        for i, t in enumerate(tokens):
+            groups.setdefault(int(t.shape[0]), []).append(i)
+        if len(groups) == 1:
+            return run(slice(None), torch.stack(tokens, 0))
+        out: Dict[str, torch.Tensor] = {}
+        for idxs in groups.values():
+            r = run(idxs, torch.stack([tokens[i] for i in idxs], 0))
+            for k, v in r.items():
+                if k not in out:
+                    out[k] = v.new_zeros((o,) + tuple(v.shape[1:]))
+                out[k][idxs] = v
+        return out
 
     # -------------------------------------------------------------------------------------------------- step
     def forward(self, feats: FrameFeatures, memories: Sequence[Sequence[MemoryEntry]],
@@ -539,9 +601,14 @@ class SAM4D(nn.Module):
             img_c, pts_c = self.condition_on_memory(feats, memories, num_past)
         dc = self.cfg.decoder
         prompted = [p is not None and not p.is_empty for p in prompts]
+        # mask prompts used as the output itself (decoder.mask_input_as_output): objects with masks and no clicks
+        as_out = [dc.mask_input_as_output and p is not None and p.num_clicks == 0 for p in prompts]
+        img_as_out = [a and bool(p.img_masks) for a, p in zip(as_out, prompts)]
+        pts_as_out = [a and p.pts_mask is not None for a, p in zip(as_out, prompts)]
         if multimask is None:
             mm = [dc.multimask_output_in_sam and (pr or dc.multimask_output_for_tracking)
-                  and (0 if p is None else p.num_clicks) <= dc.multimask_max_pt_num for p, pr in zip(prompts, prompted)]
+                  and self._multimask_clicks(p) <= dc.multimask_max_pt_num and not (ia or pa)
+                  for p, pr, ia, pa in zip(prompts, prompted, img_as_out, pts_as_out)]
         else:
             mm = [bool(multimask)] * o
         mm_t = torch.tensor(mm, device=dev)
@@ -556,20 +623,39 @@ class SAM4D(nn.Module):
                 for ci in range(ncam):
                     masks_in = [p.img_masks.get(ci) if p is not None else None for p in prompts]
                     dense = self.image_prompt_encoder.embed_masks(None, o, (h, w))
+                    given: Dict[int, torch.Tensor] = {}  # object -> (S, S) mask used as its output
                     if any(m is not None for m in masks_in):
-                        mi = torch.stack([m.to(dev).float() if m is not None else torch.zeros(4 * h, 4 * w, device=dev)
-                                          for m in masks_in], 0)[:, None]
-                        emb = self.image_prompt_encoder.embed_masks(mi, o, (h, w))
+                        rows = []
+                        for i, m in enumerate(masks_in):
+                            if m is None:
+                                rows.append(torch.zeros(4 * h, 4 * w, device=dev))
+                            elif img_as_out[i]:
+                                given[i] = self._image_mask_full(m.to(dev).float())
+                                rows.append(self.mask_downsample_img(given[i][None, None])[0, 0])
+                            else:
+                                rows.append(m.to(dev).float())
+                        emb = self.image_prompt_encoder.embed_masks(torch.stack(rows, 0)[:, None], o, (h, w))
                         has = torch.tensor([m is not None for m in masks_in], device=dev).view(-1, 1, 1, 1)
                         dense = torch.where(has, emb, dense)
                     src = img_c[:, ci].transpose(1, 2).reshape(o, self.d, h, w) + dense
                     pos = feats.img_pos[ci].transpose(0, 1).reshape(1, self.d, h, w).expand(o, -1, -1, -1)
-                    with self._autocast():
-                        r = self.mask_decoder.forward_image(
-                            src, pos, cam_tok[ci], feats.img_s0[ci:ci + 1].expand(o, -1, -1, -1),
-                            feats.img_s1[ci:ci + 1].expand(o, -1, -1, -1))
-                    r = {k: v.float() for k, v in r.items()}
+                    s0, s1 = feats.img_s0[ci:ci + 1], feats.img_s1[ci:ci + 1]
+
+                    def run_image(idx, tok, src=src, pos=pos, s0=s0, s1=s1):
+                        x = src[idx]
+                        n = x.shape[0]
+                        with self._autocast():
+                            return self.mask_decoder.forward_image(x, pos[idx], tok, s0.expand(n, -1, -1, -1),
+                                                                   s1.expand(n, -1, -1, -1))
+
+                    r = {k: v.float() for k, v in self._decode_groups(run_image, cam_tok[ci], o).items()}
                     s = self._select(r, mm_t)
+                    for i, full in given.items():  # the mask itself is the output (logits +-10)
+                        lo = F.interpolate(full[None, None] * 20.0 - 10.0, size=(4 * h, 4 * w), mode="bilinear",
+                                           align_corners=False, antialias=True)[0, 0]
+                        s["mask"][i] = lo
+                        s["score"][i] = 1.0
+                        r["obj"][i] = 10.0 if bool((full > 0).any()) else -10.0
                     sel_l.append(s["mask"])
                     all_l.append(r["masks"])
                     iou_l.append(s["score"])
@@ -592,14 +678,34 @@ class SAM4D(nn.Module):
                 if any(m is not None for m in masks_in):
                     mi = torch.stack([m.to(dev).float() if m is not None else torch.zeros(pyr.num_points, device=dev)
                                       for m in masks_in], 0)
-                    emb = self.lidar_prompt_encoder.embed_masks(mi, o, pyr)
+                    vox = None
+                    if any(pts_as_out):
+                        # the official model prompts its decoder with the given mask downsampled to stride 4
+                        l1 = pyr.level(1)
+                        base = scatter_mean_batched(mi.unsqueeze(-1), l1.point2vox, l1.coords.shape[0])
+                        vox = self.mask_downsample_pts(base, pyr, 1)[..., 0]
+                        vox = torch.where(torch.tensor(pts_as_out, device=dev)[:, None], vox,
+                                          scatter_mean_batched(mi.unsqueeze(-1), pyr.level(4).point2vox,
+                                                               pyr.num_voxels(4))[..., 0])
+                    emb = self.lidar_prompt_encoder.embed_masks(mi, o, pyr, voxel_masks=vox)
                     has = torch.tensor([m is not None for m in masks_in], device=dev).view(-1, 1, 1)
                     dense = torch.where(has, emb, dense)
-                with self._autocast():
-                    r = self.mask_decoder.forward_lidar(pts_c + dense, feats.pts_pos.unsqueeze(0).expand(o, -1, -1),
-                                                        lidar_tok, feats.pts_s8, feats.pts_s4, pyr)
-                r = {k: v.float() for k, v in r.items()}
+                src = pts_c + dense
+                pos = feats.pts_pos.unsqueeze(0).expand(o, -1, -1)
+
+                def run_lidar(idx, tok):
+                    with self._autocast():
+                        return self.mask_decoder.forward_lidar(src[idx], pos[idx], tok, feats.pts_s8, feats.pts_s4,
+                                                               pyr)
+
+                r = {k: v.float() for k, v in self._decode_groups(run_lidar, lidar_tok, o).items()}
                 s = self._select(r, mm_t)
+                for i, flag in enumerate(pts_as_out):
+                    if flag:
+                        m = masks_in[i].to(dev).float()
+                        s["mask"][i] = m * 20.0 - 10.0
+                        s["score"][i] = 1.0
+                        r["obj"][i] = 10.0 if bool((m > 0).any()) else -10.0
                 out.pts_logits_all = r["masks"]
                 out.pts_iou = s["score"]
                 out.pts_iou_all = r["iou"]
@@ -615,11 +721,29 @@ class SAM4D(nn.Module):
     def _select(self, r: Dict[str, torch.Tensor], mm: torch.Tensor) -> Dict[str, torch.Tensor]:
         a = self.mask_decoder.select(r, True)
         b = self.mask_decoder.select(r, False)
+        if self.cfg.decoder.single_mask_pointer == "first":
+            b["token"] = r["tokens"][:, 0]  # the official pointer of a single-mask output, whatever mask is shown
         res = {}
         for k in ("mask", "score", "token"):
             shape = (-1,) + (1,) * (a[k].dim() - 1)
             res[k] = torch.where(mm.view(shape), a[k], b[k])
         return res
+
+    def _multimask_clicks(self, p: Optional[ObjectPrompt]) -> int:
+        """Clicks of a prompt counted against ``decoder.multimask_max_pt_num`` (``decoder.multimask_clicks``)."""
+        if p is None:
+            return 0
+        if self.cfg.decoder.multimask_clicks == "all":
+            return p.num_clicks
+        n_img = sum(int(v[0].shape[0]) for v in p.img_points.values())
+        return n_img if n_img else (0 if p.pts_points is None else int(p.pts_points.shape[0]))
+
+    def _image_mask_full(self, m: torch.Tensor) -> torch.Tensor:
+        """An image mask prompt as a binary ``(S, S)`` model-input mask (bilinear resize, then >= 0.5)."""
+        if m.shape[-2:] != (self.image_size, self.image_size):
+            m = F.interpolate(m[None, None], size=(self.image_size, self.image_size), mode="bilinear",
+                              align_corners=False)[0, 0]
+        return (m >= 0.5).float()
 
     def _obj_ptr(self, token: torch.Tensor, obj_logit: torch.Tensor) -> torch.Tensor:
         ptr = self.obj_ptr_proj(token)
@@ -666,13 +790,16 @@ class SAM4D(nn.Module):
             cell, n_cells = self._lidar_pool_cells(feats.pyr, mc.lidar_pool)
             pts_mem = scatter_mean_batched(pts_mem, cell, n_cells)
             mem_xyz = scatter_mean(feats.pts_xyz, cell, n_cells)
+        # like the official predictor, memories are kept in bf16 when the model runs under bf16 autocast on CUDA
+        store = torch.bfloat16 if self.device.type == "cuda" and self.autocast_dtype == torch.bfloat16 else \
+            torch.float32
         entries = []
         for i in range(o):
             entries.append(MemoryEntry(
                 frame_idx=feats.frame_idx, is_prompted=bool(prompted[i]), pose=feats.pose, cams=feats.cams,
                 img_hw=feats.img_hw,
-                img_mem=None if img_mem is None else img_mem[i].detach(),
-                pts_mem=None if pts_mem is None else pts_mem[i].detach(),
+                img_mem=None if img_mem is None else img_mem[i].detach().to(store),
+                pts_mem=None if pts_mem is None else pts_mem[i].detach().to(store),
                 pts_xyz=None if pts_mem is None else mem_xyz.detach(),
                 obj_ptr_img=None if ptr_img is None else ptr_img[i].detach(),
                 obj_ptr_pts=None if ptr_pts is None else ptr_pts[i].detach()))
