@@ -154,7 +154,8 @@ class DecoderConfig:
     multimask_output_for_tracking: bool = True
     multimask_max_pt_num: int = 1
     #: LiDAR voxel-to-point interpolation of the stride-4 mask logits: ``trilinear`` (8 neighbouring voxels, as the
-    #: paper's sparse decoder) or ``nearest`` (the point's own voxel).
+    #: paper's sparse decoder), ``nearest`` (the point's own voxel) or ``official`` (the released code's rule, see
+    #: :meth:`~sam4d_model.geometry.VoxelPyramid.official_interp`: mostly the own voxel).
     point_interp: str = "trilinear"
     #: Norm of the LiDAR mask-prompt downsampler and of the LiDAR mask head: ``layer`` or ``batch`` (official).
     lidar_norm: str = "layer"
@@ -179,6 +180,10 @@ class DecoderConfig:
     #: Clicks counted against ``multimask_max_pt_num``: ``all`` (both modalities) or ``first_modality`` (the image
     #: clicks when there are any, else the LiDAR clicks; the official rule reads its first prompt modality).
     multimask_clicks: str = "all"
+    #: Image mask logits to the camera's resolution: ``direct`` (one bilinear resize from the decoder's 4x-token
+    #: grid) or ``via_input`` (bilinear to the model input size first, then to the camera's: the official
+    #: predictor's two steps).
+    image_mask_upsampling: str = "direct"
 
 
 @dataclass
@@ -215,13 +220,14 @@ class SAM4DConfig:
                    ("lidar", "point_features"): ("columns", "height_above_ground", "constant"),
                    ("lidar", "quantisation"): ("grid", "official"),
                    ("umpe", "sine_2d"): ("sam2", "official"),
-                   ("decoder", "point_interp"): ("trilinear", "nearest"),
+                   ("decoder", "point_interp"): ("trilinear", "nearest", "official"),
                    ("decoder", "lidar_norm"): ("layer", "batch"),
                    ("decoder", "lidar_prompt_act"): ("gelu", "relu"),
                    ("decoder", "lidar_head_act"): ("gelu", "identity"),
                    ("decoder", "prompt_tokens"): ("single", "official"),
                    ("decoder", "single_mask_pointer"): ("selected", "first"),
                    ("decoder", "multimask_clicks"): ("all", "first_modality"),
+                   ("decoder", "image_mask_upsampling"): ("direct", "via_input"),
                    ("memory", "memory_selection"): ("recent", "distance")}
         for (section, key), allowed in choices.items():
             value = getattr(getattr(self, section), key)

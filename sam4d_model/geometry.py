@@ -90,6 +90,9 @@ class VoxelPyramid:
     voxel_size: float
     spatial_shape: List[int]
     levels: List[VoxelLevel]
+    #: (M, 3) float32 position of every kept point in base-voxel units (``grid``: ``(xyz - origin) / voxel_size``;
+    #: ``official``: ``c * 0.05 / voxel_size`` of its integer 0.05 m coordinate ``c``)
+    point_coords: Optional[torch.Tensor] = None
     _interp: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
     #: per-frame structures derived from the levels by the sparse convolutions (neighbour pairs, child groups),
     #: keyed by ``(kind, stride)``; built once per pyramid and shared by every module that convolves it.
@@ -145,6 +148,40 @@ class VoxelPyramid:
         self._interp[stride] = (idx_t, w_t / w_t.sum(1, keepdim=True))
         return self._interp[stride]
 
+    def official_interp(self, stride: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The released SAM4D's voxel-to-point rule at ``stride`` as ``(idx, w)``, both ``(M, 4)``.
+
+        Read from its code (``voxel_to_point`` + ``calc_ti_weights`` on torchsparse's ``(batch, x, y, z)``
+        coordinates; not run here, the CUDA kernels being unavailable): a point takes its own voxel and the voxels
+        ``stride`` cells further along z, along y, and along y and z (in that level's compact cells, so mostly
+        absent), with the bilinear weights of its x, y position from its cell's lower corner in the order
+        ``(1-fx)(1-fy), (1-fx) fy, fx (1-fy), fx fy``; absent voxels weigh 0, the rest is renormalised (+1e-8).
+        The axes of the weights and of the neighbours differ: that is the official behaviour, kept as is.
+        """
+        key = -stride
+        if key in self._interp:
+            return self._interp[key]
+        lv = self.level(stride)
+        shp = [x // stride for x in self.spatial_shape]
+        pc = self.point_coords if self.point_coords is not None else (self.xyz - self.origin) / self.voxel_size
+        cell = torch.floor(pc[:, :2] / stride)
+        frac = pc[:, :2] / stride - cell
+        fx, fy = frac[:, 0], frac[:, 1]
+        own = lv.coords[lv.point2vox]
+        idx, w = [], []
+        for k, (dy, dz) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+            c = own + torch.tensor([0, dy * stride, dz * stride], device=own.device)
+            inside = (c < torch.tensor(shp, device=c.device)).all(1)
+            key_c = _keys(c.clamp(min=0), shp)
+            pos = torch.searchsorted(lv.keys, key_c).clamp(max=lv.keys.numel() - 1)
+            hit = inside & (lv.keys[pos] == key_c)
+            wk = [(1 - fx) * (1 - fy), (1 - fx) * fy, fx * (1 - fy), fx * fy][k]
+            idx.append(torch.where(hit, pos, lv.point2vox))
+            w.append(torch.where(hit, wk, torch.zeros_like(wk)))
+        idx_t, w_t = torch.stack(idx, 1), torch.stack(w, 1)
+        self._interp[key] = (idx_t, w_t / (w_t.sum(1, keepdim=True) + 1e-8))
+        return self._interp[key]
+
 
 def _keys(coords: torch.Tensor, shape: List[int]) -> torch.Tensor:
     return (coords[:, 0] * shape[1] + coords[:, 1]) * shape[2] + coords[:, 2]
@@ -188,16 +225,18 @@ def build_voxel_pyramid(points: np.ndarray | torch.Tensor, voxel_size: float, nu
         q = torch.trunc(xyz / torch.tensor(res, dtype=torch.float32)).to(torch.int32)
         qmin = q.min(0).values
         c = (q - qmin).to(torch.float32)
-        c1 = torch.floor(c * torch.tensor(res, dtype=torch.float32) / torch.tensor(voxel_size, dtype=torch.float32)
-                         ).long()
+        pcoords = c * torch.tensor(res, dtype=torch.float32) / torch.tensor(voxel_size, dtype=torch.float32)
+        c1 = torch.floor(pcoords).long()
         origin = qmin.double() * res
         extent = c1.max(0).values + 1
     elif xyz.shape[0]:
         cell = voxel_size * top
         origin = torch.floor(xyz.min(0).values.double() / cell) * cell
+        pcoords = ((xyz.double() - origin) / voxel_size).float()
         c1 = torch.floor((xyz.double() - origin) / voxel_size).long()
         extent = c1.max(0).values + 1
     else:
+        pcoords = torch.zeros((0, 3), dtype=torch.float32, device=device)
         origin = torch.zeros(3, dtype=torch.float64, device=device)
         c1 = torch.zeros((0, 3), dtype=torch.long, device=device)
         extent = torch.ones(3, dtype=torch.long, device=device)
@@ -219,7 +258,8 @@ def build_voxel_pyramid(points: np.ndarray | torch.Tensor, voxel_size: float, nu
         off = fine.coords % 2
         fine.child_offset = off[:, 0] * 4 + off[:, 1] * 2 + off[:, 2]
     return VoxelPyramid(valid=torch.from_numpy(valid).to(device), xyz=xyz, feats=feats,
-                        origin=origin.float(), voxel_size=float(voxel_size), spatial_shape=shape, levels=levels)
+                        origin=origin.float(), voxel_size=float(voxel_size), spatial_shape=shape, levels=levels,
+                        point_coords=pcoords)
 
 
 def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:

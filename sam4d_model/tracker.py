@@ -356,6 +356,9 @@ class StreamingTracker:
         if out.img_logits is not None:
             for ci, cam in enumerate(feats.cams):
                 lo = out.img_logits[:, ci:ci + 1]
+                if self.model.cfg.decoder.image_mask_upsampling == "via_input":
+                    s = self.model.image_size
+                    lo = F.interpolate(lo, size=(s, s), mode="bilinear", align_corners=False)
                 hi = F.interpolate(lo, size=cam.orig_hw, mode="bilinear", align_corners=False)[:, 0]
                 res.image_masks.append((hi > 0).cpu().numpy())
             obj_logits.append(out.img_obj.max(1).values)

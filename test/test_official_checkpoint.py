@@ -373,3 +373,19 @@ def test_official_2d_sine_follows_the_released_formula(small_model):
     c = (torch.floor(uv) + 0.5) / 128 * 2 * np.pi  # clicks: floor, then the pixel centre
     ref_p = torch.cat([interleave(c[:, 1]), interleave(c[:, 0])], -1)
     torch.testing.assert_close(umpe.image_sparse_2d(umpe.prompt_uv(uv), 128), ref_p)
+
+
+def test_official_voxel_to_point_rule():
+    pts = np.array([[0.0, 0.0, 0.0], [0.50, 0.31, 0.2],  # one stride-4 cell (0.6 m) ...
+                    [0.30, 0.30, 2.45], [2.45, 0.30, 0.0]], np.float32)  # ... and cells 4 compact cells away
+    pyr = build_voxel_pyramid(pts, 0.15, 1, max_range=float("inf"), quantisation="official")
+    idx, w = pyr.official_interp(4)
+    lv = pyr.level(4)
+    own = lv.point2vox
+    pc = pyr.point_coords[1] / 4
+    fx, fy = float(pc[0] - np.floor(pc[0])), float(pc[1] - np.floor(pc[1]))
+    # point 1: its own voxel and the voxel 4 cells up in z (weight (1-fx) fy), none along y
+    assert int(idx[1, 0]) == int(own[1]) and int(idx[1, 1]) == int(own[2])
+    want = np.array([(1 - fx) * (1 - fy), (1 - fx) * fy, 0, 0])
+    np.testing.assert_allclose(w[1].numpy(), want / (want.sum() + 1e-8), atol=1e-6)
+    assert float(w[3, 0]) == pytest.approx(1.0, abs=1e-6)  # nothing 4 cells further: its own voxel only

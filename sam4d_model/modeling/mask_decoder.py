@@ -32,8 +32,6 @@ class SAM4DMaskDecoder(nn.Module):
         self.transformer = TwoWayTransformer(depth=dc.depth, embedding_dim=d, mlp_dim=dc.mlp_dim,
                                              num_heads=dc.num_heads)
         self.num_mask_tokens = dc.num_multimask_outputs + 1
-        if dc.point_interp not in ("trilinear", "nearest"):
-            raise ValueError(f"decoder.point_interp must be trilinear or nearest, got {dc.point_interp!r}")
         self.point_interp = dc.point_interp
         self.obj_score_token = nn.Embedding(1, d)
         self.iou_token = nn.Embedding(1, d)
@@ -97,8 +95,8 @@ class SAM4DMaskDecoder(nn.Module):
         x = self.act(self.pts_up2(x, pyr, 4) + feat_s4.to(x.dtype))
         hyper = torch.stack([m(mtok[:, i]) for i, m in enumerate(self.pts_hypernetworks_mlps)], 1)
         vox = hyper @ x.transpose(1, 2)
-        if self.point_interp == "trilinear":
-            idx, w = pyr.trilinear(4)
+        if self.point_interp in ("trilinear", "official"):
+            idx, w = pyr.trilinear(4) if self.point_interp == "trilinear" else pyr.official_interp(4)
             masks = (vox[:, :, idx] * w.to(vox.dtype)).sum(-1)
         else:
             masks = vox[:, :, pyr.level(4).point2vox]
