@@ -389,3 +389,12 @@ def test_official_voxel_to_point_rule():
     want = np.array([(1 - fx) * (1 - fy), (1 - fx) * fy, 0, 0])
     np.testing.assert_allclose(w[1].numpy(), want / (want.sum() + 1e-8), atol=1e-6)
     assert float(w[3, 0]) == pytest.approx(1.0, abs=1e-6)  # nothing 4 cells further: its own voxel only
+
+
+def test_the_node_loads_the_official_file_as_given(official_pth):
+    """``checkpoint:=sam4d_hieraS_mink34w32.pth`` in the node: the node's loader takes the .pth as released."""
+    from sam4d_ros.pipeline import load_model
+
+    model = load_model(str(official_pth[0]), "cpu", log=lambda s: None)
+    assert model.cfg.name == "sam4d_small" and model.image_size == 768
+    assert model.cfg.memory.lidar_fuser_kernel == 7 and model.cfg.lidar.quantisation == "official"
