@@ -128,6 +128,9 @@ class MemoryConfig:
     #: exactly 1 .. ``num_maskmem - 1`` steps back (a missing one leaves a gap); object pointers from the prompted
     #: frames in the past and the frames 1 .. ``max_obj_ptrs - 1`` steps back.
     memory_selection: str = "recent"
+    #: With ``distance``, object pointers' temporal positions are normalised by ``min(num_frames, max_obj_ptrs) - 1``
+    #: when the clip length is known (the predictor), as the official model; else (and with ``recent``) by
+    #: ``max_obj_ptrs - 1``.
     #: Prompted frames are attended to only while at most this many frames away (0: always; official: 8).
     cond_frame_window: int = 0
     #: On a frame where an object has no memory yet, its tokens attend to the other modality's current tokens
@@ -184,6 +187,11 @@ class DecoderConfig:
     #: grid) or ``via_input`` (bilinear to the model input size first, then to the camera's: the official
     #: predictor's two steps).
     image_mask_upsampling: str = "direct"
+    #: When clicks are added to a frame that already has a prediction of the object
+    #: (:meth:`~sam4d_model.predictor.SAM4DPredictor.add_prompts`), that prediction's low-res logits (clamped to
+    #: +-32) are a dense mask prompt beside all the clicks (SAM2's and the official corrections), instead of the
+    #: clicks alone.
+    reprompt_with_logits: bool = False
 
 
 @dataclass

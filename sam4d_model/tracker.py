@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .modeling.sam4d import SAM4D, FrameFeatures, MemoryEntry, ObjectPrompt
+from .modeling.sam4d import NO_OBJ_SCORE, SAM4D, FrameFeatures, MemoryEntry, ObjectPrompt
 from .types import Frame
 
 
@@ -34,6 +34,10 @@ class TrackResult:
     point_masks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))  # (O, N) bool
     point_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (O, N) probabilities
     image_masks: List[np.ndarray] = field(default_factory=list)  # per camera (O, H, W) bool
+    #: per camera (O, 4h, 4w) float32: the selected low-res image mask logits (absent objects: -1024)
+    image_logits: List[np.ndarray] = field(default_factory=list)
+    #: (O, N) float32 per-point mask logits (absent objects and filtered rows: -1024)
+    point_logits: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     object_scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))  # (O,) sigmoid
     iou_scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))  # (O,)
     timings: Dict[str, float] = field(default_factory=dict)
@@ -51,6 +55,8 @@ class _PendingPrompt:
     lidar_labels: List[np.ndarray] = field(default_factory=list)
     lidar_box: Optional[np.ndarray] = None
     lidar_mask: Optional[np.ndarray] = None
+    image_logits: Optional[np.ndarray] = None
+    lidar_logits: Optional[np.ndarray] = None
 
 
 class StreamingTracker:
@@ -59,8 +65,11 @@ class StreamingTracker:
     def __init__(self, model: SAM4D, device: Union[str, torch.device] = "cpu", max_objects: int = 16,
                  max_prompted_frames: int = 4, num_past_frames: int = 6, use_ego_motion: bool = True,
                  precision: Optional[str] = None, compile_image_encoder: bool = False,
-                 lidar_refine: str = "none", image_from_lidar: bool = False, geometric_params=None):
+                 lidar_refine: str = "none", image_from_lidar: bool = False, geometric_params=None,
+                 num_frames: Optional[int] = None):
         """Wrap ``model``.
+
+        ``num_frames``: length of the clip when it is known in advance (offline use), else ``None`` (a stream).
 
         ``precision``: ``None`` (fp32 on CPU, bf16 autocast on CUDA when supported), ``'fp32'``, ``'bf16'``,
         ``'fp16'`` (autocast for transformer parts; the sparse backbone always runs fp32).
@@ -101,6 +110,7 @@ class StreamingTracker:
         self._pending: Dict[int, _PendingPrompt] = {}
         self._seed_world: Dict[int, np.ndarray] = {}  # components prior: last mask centroid (world) per object
         self._t = 0
+        self.num_frames = num_frames
 
     # ------------------------------------------------------------------------------------------------ state
     @property
@@ -152,13 +162,16 @@ class StreamingTracker:
 
     def add_prompt(self, obj_id: int, camera: Union[int, str] = 0, image_points=None, image_labels=None,
                    image_box=None, lidar_points=None, lidar_labels=None, lidar_box=None, image_mask=None,
-                   lidar_mask=None) -> None:
+                   lidar_mask=None, image_logits=None, lidar_logits=None) -> None:
         """Queue prompts for ``obj_id`` (applied at the next :meth:`step`; several calls accumulate).
 
         Image coordinates are pixels ``(x, y)`` of the ORIGINAL image of camera ``camera`` (index or name);
         ``image_box`` is ``(x0, y0, x1, y1)``; ``image_mask`` ``(H, W)``. LiDAR points are xyz in the LiDAR frame
         of the frame the prompt is applied to; ``lidar_box`` is ``(2, 3)`` min/max corners; ``lidar_mask`` is
         ``(N,)`` over the ORIGINAL rows of that frame's cloud. Labels: 1 positive, 0 negative (default 1).
+        ``image_logits`` ``(4h, 4w)`` / ``lidar_logits`` ``(N,)``: low-res logits of an earlier prediction of this
+        object on the same frame (:attr:`TrackResult.image_logits` / :attr:`TrackResult.point_logits`), given to the
+        decoders as dense mask prompts (clamped to +-32) in place of ``image_mask`` / ``lidar_mask``.
         """
         obj_id = int(obj_id)
         if obj_id not in self.object_ids and len(self.object_ids) >= self.max_objects:
@@ -188,6 +201,10 @@ class StreamingTracker:
             p.lidar_box = np.stack([b.min(0), b.max(0)], 0)
         if lidar_mask is not None:
             p.lidar_mask = np.asarray(lidar_mask).reshape(-1)
+        if image_logits is not None:
+            p.image_logits = np.clip(np.asarray(image_logits, np.float32), -32.0, 32.0)
+        if lidar_logits is not None:
+            p.lidar_logits = np.clip(np.asarray(lidar_logits, np.float32).reshape(-1), -32.0, 32.0)
 
     # ------------------------------------------------------------------------------------------------ prompts
     def _camera_index(self, frame: Frame, camera: Union[int, str]) -> Optional[int]:
@@ -199,7 +216,8 @@ class StreamingTracker:
     def _to_object_prompt(self, p: _PendingPrompt, frame: Frame, feats: FrameFeatures) -> ObjectPrompt:
         dev = self.model.device
         op = ObjectPrompt()
-        has_img = bool(p.image_points) or p.image_box is not None or p.image_mask is not None
+        has_img = (bool(p.image_points) or p.image_box is not None or p.image_mask is not None
+                   or p.image_logits is not None)
         ci = self._camera_index(frame, p.camera)
         if has_img and ci is None:
             warnings.warn(f"image prompt for camera {p.camera!r} ignored: the frame has no such camera", stacklevel=3)
@@ -215,10 +233,19 @@ class StreamingTracker:
                 uvm = uv * np.array([aug[0, 0], aug[1, 1]]) + aug[:2, 3]
                 op.img_points[ci] = (torch.as_tensor(uvm, dtype=torch.float32, device=dev),
                                      torch.as_tensor(lab, dtype=torch.long, device=dev))
-            if p.image_mask is not None:
+            if p.image_logits is not None:
+                op.img_masks[ci] = torch.as_tensor(p.image_logits, device=dev)
+            elif p.image_mask is not None:
                 h, w = feats.img_hw
                 m = torch.as_tensor(p.image_mask.astype(np.float32), device=dev)[None, None]
-                op.img_masks[ci] = F.interpolate(m, size=(4 * h, 4 * w), mode="bilinear", align_corners=False)[0, 0]
+                if self.model.cfg.decoder.mask_input_as_output:
+                    # the official predictor: the mask resized to the model input (antialiased), binarised at 0.5
+                    s = self.model.image_size
+                    m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+                    op.img_masks[ci] = (m[0, 0] >= 0.5).float()
+                else:
+                    op.img_masks[ci] = F.interpolate(m, size=(4 * h, 4 * w), mode="bilinear",
+                                                     align_corners=False)[0, 0]
         if feats.has_lidar:
             xyz = np.concatenate(p.lidar_points, 0) if p.lidar_points else np.zeros((0, 3))
             lab = np.concatenate(p.lidar_labels, 0) if p.lidar_labels else np.zeros((0,), np.int64)
@@ -228,11 +255,14 @@ class StreamingTracker:
             if len(xyz):
                 op.pts_points = torch.as_tensor(xyz, dtype=torch.float32, device=dev)
                 op.pts_labels = torch.as_tensor(lab, dtype=torch.long, device=dev)
-            if p.lidar_mask is not None:
-                if len(p.lidar_mask) != feats.num_points_in:
-                    raise ValueError(f"lidar_mask has {len(p.lidar_mask)} entries, the cloud {feats.num_points_in}")
+            for name, m in (("lidar_logits", p.lidar_logits), ("lidar_mask", p.lidar_mask)):
+                if m is None:
+                    continue
+                if len(m) != feats.num_points_in:
+                    raise ValueError(f"{name} has {len(m)} entries, the cloud {feats.num_points_in}")
                 valid = feats.pyr.valid.cpu().numpy()
-                op.pts_mask = torch.as_tensor(p.lidar_mask[valid].astype(np.float32), device=dev)
+                op.pts_mask = torch.as_tensor(m[valid].astype(np.float32), device=dev)
+                break
         return op
 
     # --------------------------------------------------------------------------------------------------- step
@@ -279,7 +309,7 @@ class StreamingTracker:
                         clicked[oid] = p
                 mems = [self._memories.get(oid, []) for oid in ids]
                 out = model(feats, mems, prompts, store_memory=True, num_past=self.num_past_frames,
-                            timings=timings)
+                            timings=timings, num_frames=self.num_frames)
                 t_post = time.perf_counter()
                 for oid, ent in zip(ids, out.new_memory):
                     self._memories.setdefault(oid, []).append(ent)
@@ -343,17 +373,20 @@ class StreamingTracker:
         o = len(ids)
         res = TrackResult(obj_ids=list(ids))
         point_scores = np.zeros((o, n), np.float32)
+        res.point_logits = np.full((o, n), NO_OBJ_SCORE, np.float32)
         obj_logits = []
         ious = []
         if out.pts_logits is not None:
             valid = feats.pyr.valid.cpu().numpy()
             point_scores[:, valid] = torch.sigmoid(out.pts_logits).float().cpu().numpy()
+            res.point_logits[:, valid] = out.pts_logits.float().cpu().numpy()
             obj_logits.append(out.pts_obj)
             ious.append(out.pts_iou)
         res.point_scores = point_scores
         res.point_masks = point_scores > 0.5
         res.image_masks = []
         if out.img_logits is not None:
+            res.image_logits = [out.img_logits[:, ci].float().cpu().numpy() for ci in range(len(feats.cams))]
             for ci, cam in enumerate(feats.cams):
                 lo = out.img_logits[:, ci:ci + 1]
                 if self.model.cfg.decoder.image_mask_upsampling == "via_input":

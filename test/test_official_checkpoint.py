@@ -398,3 +398,47 @@ def test_the_node_loads_the_official_file_as_given(official_pth):
     model = load_model(str(official_pth[0]), "cpu", log=lambda s: None)
     assert model.cfg.name == "sam4d_small" and model.image_size == 768
     assert model.cfg.memory.lidar_fuser_kernel == 7 and model.cfg.lidar.quantisation == "official"
+
+
+def test_official_pointer_normaliser_follows_the_clip_length(small_model):
+    """Pointer temporal positions are divided by min(num_frames, 8) - 1 in a known clip, by 7 in a stream."""
+    from sam4d_model.modeling.position_encoding import temporal_sine
+
+    e = _entry(2, prompted=True)
+    e.obj_ptr_pts = torch.ones(small_model.d)
+    feats = type("F", (), {"frame_idx": 3, "pose": torch.eye(4, dtype=torch.float64)})()
+    small_model.use_ego_motion = False
+    try:
+        _, pos_clip = small_model._memory_tokens(feats, [(e, 0)], [e], {}, num_frames=4)
+        _, pos_stream = small_model._memory_tokens(feats, [(e, 0)], [e], {}, num_frames=None)
+    finally:
+        small_model.use_ego_motion = True
+    for pos, denom in ((pos_clip, 3), (pos_stream, 7)):
+        want = small_model.obj_ptr_tpos_proj(temporal_sine(torch.tensor([1.0 / denom]), small_model.d))[0]
+        torch.testing.assert_close(pos[-1][0] - small_model.ptr_modality_embed[1], want)
+
+
+def test_official_clicks_added_again_use_the_previous_logits(official_pth):
+    """SAM2's and the official corrections: a second click on the same frame also feeds the first prediction."""
+    from sam4d_model.predictor import SAM4DPredictor
+    from sam4d_ros.testing import TINY_CLUSTER_CENTRES, tiny_frame
+
+    model, _ = load_checkpoint(official_pth[0], config=_small_cfg(128))
+    pred = SAM4DPredictor(model)
+    state = pred.init_state([tiny_frame(num_points=1500, width=96, height=64)])
+    c = np.array([TINY_CLUSTER_CENTRES[0]])
+    first = pred.add_prompts(state, 0, 1, lidar_points=c, lidar_labels=[1])
+    assert first.point_logits.shape == (1, 1500) and first.image_logits[0].shape == (1, 32, 32)
+    again = pred.add_prompts(state, 0, 1, lidar_points=c + 0.2, lidar_labels=[1])
+    assert (0, 1) in state.logits
+    np.testing.assert_array_equal(state.logits[(0, 1)][1], first.point_logits[0])
+    # without the previous logits the same two clicks give another prediction
+    model.cfg.decoder.reprompt_with_logits = False
+    try:
+        plain = SAM4DPredictor(model)
+        st2 = plain.init_state(state.frames)
+        plain.add_prompts(st2, 0, 1, lidar_points=c, lidar_labels=[1], return_result=False)
+        alone = plain.add_prompts(st2, 0, 1, lidar_points=c + 0.2, lidar_labels=[1])
+    finally:
+        model.cfg.decoder.reprompt_with_logits = True
+    assert not np.array_equal(again.point_logits, alone.point_logits)  # deterministic: equal if unused

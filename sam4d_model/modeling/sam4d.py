@@ -392,7 +392,8 @@ class SAM4D(nn.Module):
         return cache[key]
 
     def _memory_tokens(self, feats: FrameFeatures, selected: List[Tuple[MemoryEntry, int]],
-                       ptr_entries: List[MemoryEntry], cache: Dict) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+                       ptr_entries: List[MemoryEntry], cache: Dict, num_frames: Optional[int] = None
+                       ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
         """Memory tokens and positions (each (L_i, d)) of one object's selected entries and object pointers."""
         toks: List[torch.Tensor] = []
         poss: List[torch.Tensor] = []
@@ -407,7 +408,10 @@ class SAM4D(nn.Module):
                 toks.append(e.pts_mem.float())
                 poss.append(pts_p + self.pts_maskmem_tpos_enc[tidx])
         ptrs, ppos = [], []
-        denom = max(self.max_obj_ptrs - 1, 1)
+        span = self.max_obj_ptrs
+        if num_frames and self.cfg.memory.memory_selection == "distance":
+            span = min(int(num_frames), span)
+        denom = max(span - 1, 1)
         for e in ptr_entries:
             tdiff = torch.tensor([float(feats.frame_idx - e.frame_idx) / denom], device=self.device)
             tp = self.obj_ptr_tpos_proj(temporal_sine(tdiff, self.d))[0]
@@ -432,7 +436,8 @@ class SAM4D(nn.Module):
         return out.transpose(0, 1).float()
 
     def condition_on_memory(self, feats: FrameFeatures, memories: Sequence[Sequence[MemoryEntry]],
-                            num_past: Optional[int] = None) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+                            num_past: Optional[int] = None, num_frames: Optional[int] = None
+                            ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """MCMA: returns memory-conditioned image tokens (O, C, HW, d) and LiDAR tokens (O, T, d)."""
         o = len(memories)
         img_out = pts_out = None
@@ -441,7 +446,7 @@ class SAM4D(nn.Module):
         for ents in memories:
             selected = self.select_memory(ents, feats.frame_idx, num_past)
             toks, poss = self._memory_tokens(feats, selected, self.select_pointers(ents, feats.frame_idx, selected),
-                                             cache)
+                                             cache, num_frames)
             has_mem.append(bool(toks))
             if not toks:
                 toks, poss = [self.no_mem_embed[0]], [self.no_mem_pos_enc[0]]
@@ -587,8 +592,10 @@ class SAM4D(nn.Module):
     def forward(self, feats: FrameFeatures, memories: Sequence[Sequence[MemoryEntry]],
                 prompts: Optional[Sequence[Optional[ObjectPrompt]]] = None, store_memory: bool = True,
                 num_past: Optional[int] = None, multimask: Optional[bool] = None,
-                timings: Optional[Dict[str, float]] = None) -> StepOutput:
-        """One tracking / prompting step for ``O = len(memories)`` objects on the frame ``feats``."""
+                timings: Optional[Dict[str, float]] = None, num_frames: Optional[int] = None) -> StepOutput:
+        """One tracking / prompting step for ``O = len(memories)`` objects on the frame ``feats``
+        (``num_frames``: the clip's length when known, for the pointer normaliser of ``memory.memory_selection``).
+        """
         dev = self.device
         o = len(memories)
         prompts = list(prompts) if prompts is not None else [None] * o
@@ -598,7 +605,7 @@ class SAM4D(nn.Module):
         if o == 0:
             return out
         with _timed(timings, "memory_attention", dev):
-            img_c, pts_c = self.condition_on_memory(feats, memories, num_past)
+            img_c, pts_c = self.condition_on_memory(feats, memories, num_past, num_frames)
         dc = self.cfg.decoder
         prompted = [p is not None and not p.is_empty for p in prompts]
         # mask prompts used as the output itself (decoder.mask_input_as_output): objects with masks and no clicks
@@ -632,6 +639,9 @@ class SAM4D(nn.Module):
                             elif img_as_out[i]:
                                 given[i] = self._image_mask_full(m.to(dev).float())
                                 rows.append(self.mask_downsample_img(given[i][None, None])[0, 0])
+                            elif m.shape[-2:] != (4 * h, 4 * w):  # a model-input-size mask (with clicks)
+                                rows.append(F.interpolate(m.to(dev).float()[None, None], size=(4 * h, 4 * w),
+                                                          mode="bilinear", align_corners=False, antialias=True)[0, 0])
                             else:
                                 rows.append(m.to(dev).float())
                         emb = self.image_prompt_encoder.embed_masks(torch.stack(rows, 0)[:, None], o, (h, w))
