@@ -63,6 +63,11 @@ class LidarEncoderConfig:
     #: (truncated toward zero) minus their minimum, pooled to ``voxel_size`` by ``floor(c * 0.05 / voxel_size)``
     #: in float32, no range crop (only non-finite rows are dropped).
     quantisation: str = "grid"
+    #: The official downsampling: the grid's extent is the cloud's own (``max + 1`` voxels per axis) and each
+    #: stride-2 step a "valid" convolution of it, so voxels on the last coordinate of an odd extent have no parent
+    #: (torchsparse without a spatial range; spconv does the same with this extent); the points under them get no
+    #: coarser voxel and logit 0. ``false``: the extent is padded to 16 voxels and nothing is dropped.
+    drop_boundary_voxels: bool = False
     #: BatchNorm epsilon of the sparse backbone (official MinkUNet: 1e-5).
     bn_eps: float = 1e-3
     #: Stage layout: ``False`` = each stride-2 convolution widens to the stage's channels and every block keeps

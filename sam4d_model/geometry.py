@@ -126,6 +126,7 @@ class VoxelPyramid:
         g = (self.xyz.double() - self.origin.double()) / size - 0.5  # position in voxel-centre units
         lo = torch.floor(g).long()
         frac = (g - lo).float()
+        own_vox = lv.point2vox.clamp(min=0)
         upper = torch.tensor(shp, device=lo.device)
         idx, w = [], []
         for dx in (0, 1):
@@ -139,13 +140,13 @@ class VoxelPyramid:
                     wx = frac[:, 0] if dx else 1 - frac[:, 0]
                     wy = frac[:, 1] if dy else 1 - frac[:, 1]
                     wz = frac[:, 2] if dz else 1 - frac[:, 2]
-                    idx.append(torch.where(hit, pos, lv.point2vox))
+                    idx.append(torch.where(hit, pos, own_vox))
                     w.append(torch.where(hit, wx * wy * wz, torch.zeros_like(wx)))
         idx_t, w_t = torch.stack(idx, 1), torch.stack(w, 1)
         # The own voxel is a corner, so the sum is > 0 except at exact far faces; keep it well defined there too.
-        own = idx_t == lv.point2vox[:, None]
+        own = idx_t == own_vox[:, None]
         w_t = w_t + own.float() * 1e-6
-        self._interp[stride] = (idx_t, w_t / w_t.sum(1, keepdim=True))
+        self._interp[stride] = _without_dead_points(idx_t, w_t / w_t.sum(1, keepdim=True), lv.point2vox)
         return self._interp[stride]
 
     def official_interp(self, stride: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -167,7 +168,8 @@ class VoxelPyramid:
         cell = torch.floor(pc[:, :2] / stride)
         frac = pc[:, :2] / stride - cell
         fx, fy = frac[:, 0], frac[:, 1]
-        own = lv.coords[lv.point2vox]
+        own_vox = lv.point2vox.clamp(min=0)
+        own = lv.coords[own_vox]
         idx, w = [], []
         for k, (dy, dz) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
             c = own + torch.tensor([0, dy * stride, dz * stride], device=own.device)
@@ -176,11 +178,21 @@ class VoxelPyramid:
             pos = torch.searchsorted(lv.keys, key_c).clamp(max=lv.keys.numel() - 1)
             hit = inside & (lv.keys[pos] == key_c)
             wk = [(1 - fx) * (1 - fy), (1 - fx) * fy, fx * (1 - fy), fx * fy][k]
-            idx.append(torch.where(hit, pos, lv.point2vox))
+            idx.append(torch.where(hit, pos, own_vox))
             w.append(torch.where(hit, wk, torch.zeros_like(wk)))
         idx_t, w_t = torch.stack(idx, 1), torch.stack(w, 1)
-        self._interp[key] = (idx_t, w_t / (w_t.sum(1, keepdim=True) + 1e-8))
+        self._interp[key] = _without_dead_points(idx_t, w_t / (w_t.sum(1, keepdim=True) + 1e-8), lv.point2vox)
         return self._interp[key]
+
+
+def _without_dead_points(idx: torch.Tensor, w: torch.Tensor, point2vox: torch.Tensor
+                         ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Interpolation of points without a voxel at this level (``point2vox = -1``, see ``drop_boundary``): value 0."""
+    dead = point2vox < 0
+    if bool(dead.any()):
+        idx = torch.where(dead[:, None], torch.zeros_like(idx), idx)
+        w = torch.where(dead[:, None], torch.zeros_like(w), w)
+    return idx, w
 
 
 def _keys(coords: torch.Tensor, shape: List[int]) -> torch.Tensor:
@@ -191,9 +203,20 @@ def _keys(coords: torch.Tensor, shape: List[int]) -> torch.Tensor:
 OFFICIAL_POINT_RESOLUTION = 0.05
 
 
+def _boundary_orphans(coords: torch.Tensor, coarse_shape: List[int]) -> torch.Tensor:
+    """Voxels of a level that a kernel-2 stride-2 "valid" convolution gives no parent.
+
+    Their parent index is not below the coarse extent ``floor(S / 2)`` (``S``: this level's extent) on some axis.
+    With the base extent set to ``max + 1`` this is the official torchsparse downsampling (no spatial range given
+    at the input; read from its kernel-map code) and exactly what spconv does with ``spatial_shape = max + 1``: a
+    voxel on an odd extent's last (even) coordinate is dropped.
+    """
+    return ((coords // 2) >= torch.tensor(coarse_shape, device=coords.device)).any(1)
+
+
 def build_voxel_pyramid(points: np.ndarray | torch.Tensor, voxel_size: float, num_features: int = 1,
                         max_range: float = 200.0, device: torch.device | str = "cpu",
-                        quantisation: str = "grid") -> VoxelPyramid:
+                        quantisation: str = "grid", drop_boundary: bool = False) -> VoxelPyramid:
     """Filter a cloud (see module rule) and voxelise it at strides 1..16.
 
     Coarser voxel indices are ``floor(index / 2)`` of the finer level, exactly what a spconv ``SparseConv3d``
@@ -203,6 +226,11 @@ def build_voxel_pyramid(points: np.ndarray | torch.Tensor, voxel_size: float, nu
     ``official`` = the released SAM4D's rule (``lidar.quantisation``): ``c = int(xyz / 0.05)`` (truncation toward
     zero) minus its per-axis minimum, then ``floor(c * 0.05 / voxel_size)`` in float32; the origin is then the
     metric position of ``c = 0`` (used only by the centre offsets and trilinear interpolation).
+
+    ``drop_boundary`` (``lidar.drop_boundary_voxels``, the official downsampling): the grid's extent is the cloud's
+    (``max + 1`` base voxels per axis, not padded to 16) and every stride-2 step is a "valid" convolution of it, so
+    voxels on the last coordinate of an odd extent get no parent (``parent = -1``) and the points under them
+    ``point2vox = -1`` on every coarser level.
     """
     if quantisation not in ("grid", "official"):
         raise ValueError(f"quantisation must be 'grid' or 'official', got {quantisation!r}")
@@ -240,21 +268,37 @@ def build_voxel_pyramid(points: np.ndarray | torch.Tensor, voxel_size: float, nu
         origin = torch.zeros(3, dtype=torch.float64, device=device)
         c1 = torch.zeros((0, 3), dtype=torch.long, device=device)
         extent = torch.ones(3, dtype=torch.long, device=device)
-    shape = [int(((int(e) + top - 1) // top) * top) for e in extent.tolist()]
+    if drop_boundary:
+        shape = [int(e) for e in extent.tolist()]
+    else:
+        shape = [int(((int(e) + top - 1) // top) * top) for e in extent.tolist()]
     levels: List[VoxelLevel] = []
+    alive = torch.ones(c1.shape[0], dtype=torch.bool, device=device)  # points under a voxel of every level so far
     for s in LEVEL_STRIDES:
+        if levels and drop_boundary:
+            fine = levels[-1]
+            orphan = _boundary_orphans(fine.coords, [x // s for x in shape])
+            if orphan.numel():
+                alive = alive & ~orphan[fine.point2vox.clamp(min=0)]
+            else:  # a level emptied by the drop (a cloud under 2 voxels thick at some stride): nothing below
+                alive = torch.zeros_like(alive)
         cs = c1 // s
         shp = [x // s for x in shape]
         keys = _keys(cs, shp)
-        ukeys, inv = torch.unique(keys, sorted=True, return_inverse=True)
+        ukeys, inv = torch.unique(keys[alive], sorted=True, return_inverse=True)
         coords = torch.zeros((ukeys.shape[0], 3), dtype=torch.long, device=device)
-        coords[inv] = cs
-        levels.append(VoxelLevel(stride=s, coords=coords, keys=ukeys, point2vox=inv))
+        coords[inv] = cs[alive]
+        p2v = torch.full((c1.shape[0],), -1, dtype=torch.long, device=device)
+        p2v[alive] = inv
+        levels.append(VoxelLevel(stride=s, coords=coords, keys=ukeys, point2vox=p2v))
     for i in range(len(levels) - 1):
         fine, coarse = levels[i], levels[i + 1]
         shp = [x // coarse.stride for x in shape]
         pk = _keys(fine.coords // 2, shp)
         fine.parent = torch.searchsorted(coarse.keys, pk)
+        if drop_boundary:
+            fine.parent = torch.where(_boundary_orphans(fine.coords, shp), torch.full_like(fine.parent, -1),
+                                      fine.parent)
         off = fine.coords % 2
         fine.child_offset = off[:, 0] * 4 + off[:, 1] * 2 + off[:, 2]
     return VoxelPyramid(valid=torch.from_numpy(valid).to(device), xyz=xyz, feats=feats,
@@ -263,7 +307,12 @@ def build_voxel_pyramid(points: np.ndarray | torch.Tensor, voxel_size: float, nu
 
 
 def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
-    """Mean of ``values`` (M, C) grouped by ``index`` (M,) into ``size`` rows (empty rows are 0)."""
+    """Mean of ``values`` (M, C) grouped by ``index`` (M,) into ``size`` rows (empty rows are 0; rows with a
+    negative index are left out).
+    """
+    if bool((index < 0).any()):
+        keep = index >= 0
+        values, index = values[keep], index[keep]
     out = values.new_zeros((size,) + tuple(values.shape[1:]))
     cnt = values.new_zeros((size,))
     out.index_add_(0, index, values)
@@ -273,6 +322,9 @@ def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.
 
 def scatter_mean_batched(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
     """Like :func:`scatter_mean` for ``values`` (B, M, C) grouped along dim 1."""
+    if bool((index < 0).any()):
+        keep = index >= 0
+        values, index = values[:, keep], index[keep]
     out = values.new_zeros((values.shape[0], size) + tuple(values.shape[2:]))
     cnt = values.new_zeros((size,))
     out.index_add_(1, index, values)

@@ -99,7 +99,8 @@ class SAM4DMaskDecoder(nn.Module):
             idx, w = pyr.trilinear(4) if self.point_interp == "trilinear" else pyr.official_interp(4)
             masks = (vox[:, :, idx] * w.to(vox.dtype)).sum(-1)
         else:
-            masks = vox[:, :, pyr.level(4).point2vox]
+            p2v = pyr.level(4).point2vox
+            masks = vox[:, :, p2v.clamp(min=0)] * (p2v >= 0).to(vox.dtype)
         return {"masks": masks, "voxel_masks": vox, "iou": iou, "obj": obj, "tokens": mtok}
 
     def stability(self, logits: torch.Tensor) -> torch.Tensor:

@@ -291,7 +291,7 @@ class SAM4D(nn.Module):
                 pts_aug = pts.astype(np.float32, copy=True)
                 pts_aug[:, :3] = pts[:, :3] @ aug[:3, :3].T.astype(np.float32) + aug[:3, 3].astype(np.float32)
             pyr = build_voxel_pyramid(pts_aug, lc.voxel_size, lc.num_point_features, lc.max_range, dev,
-                                      lc.quantisation)
+                                      lc.quantisation, lc.drop_boundary_voxels)
             feats.pyr = pyr
             if pyr.num_points > 0:
                 out = self.lidar_encoder(pyr)

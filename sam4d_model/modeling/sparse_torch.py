@@ -117,21 +117,34 @@ class ChildGroups:
     """
 
     order: torch.Tensor
-    inverse: torch.Tensor
+    inverse: Optional[torch.Tensor]
     parent: torch.Tensor
     bounds: List[int]
+    num_fine: int = 0
 
 
 def child_groups(parent: torch.Tensor, offset: torch.Tensor, num_offsets: int = 8) -> ChildGroups:
-    """Group fine voxels by ``offset`` (a stable sort keeps the voxel order inside each group)."""
+    """Group fine voxels by ``offset`` (a stable sort keeps the voxel order inside each group).
+
+    Voxels without a parent (``parent < 0``: the official boundary drop) are left out: they add nothing to the
+    coarse level and an inverse convolution gives them 0 (``inverse`` is then ``None``).
+    """
+    n = int(parent.numel())
+    orphans = parent < 0
+    has_orphans = bool(orphans.any())
+    if has_orphans:
+        offset = torch.where(orphans, torch.full_like(offset, num_offsets), offset)  # orphans sort last
     order = torch.sort(offset, stable=True).indices
-    counts = torch.bincount(offset, minlength=num_offsets).tolist()
+    counts = torch.bincount(offset, minlength=num_offsets + 1).tolist()[:num_offsets]
     bounds = [0]
     for c in counts:
         bounds.append(bounds[-1] + c)
+    if has_orphans:
+        order = order[: bounds[-1]]
+        return ChildGroups(order, None, parent[order], bounds, n)
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel(), device=order.device)
-    return ChildGroups(order, inverse, parent[order], bounds)
+    return ChildGroups(order, inverse, parent[order], bounds, n)
 
 
 def pyramid_groups(pyr: VoxelPyramid, stride: int) -> ChildGroups:
@@ -201,7 +214,10 @@ def grouped_up(x: torch.Tensor, w8: torch.Tensor, g: ChildGroups) -> torch.Tenso
     xp = x.index_select(-2, g.parent)
     b = g.bounds
     y = torch.cat([xp[..., b[o]:b[o + 1], :] @ w8[o] for o in range(8) if b[o + 1] > b[o]], dim=-2)
-    return y.index_select(-2, g.inverse)
+    if g.inverse is not None:
+        return y.index_select(-2, g.inverse)
+    out = y.new_zeros(y.shape[:-2] + (g.num_fine, y.shape[-1]))
+    return out.index_copy(out.dim() - 2, g.order, y)
 
 
 def pyramid_cells(pyr: VoxelPyramid, fine_stride: int, factor: int) -> ChildGroups:
@@ -214,7 +230,8 @@ def pyramid_cells(pyr: VoxelPyramid, fine_stride: int, factor: int) -> ChildGrou
         parent = torch.arange(pyr.num_voxels(fine_stride), device=pyr.level(fine_stride).coords.device)
         s = fine_stride
         while s < fine_stride * factor:
-            parent = pyr.level(s).parent[parent]
+            up = pyr.level(s).parent
+            parent = torch.where(parent >= 0, up[parent.clamp(min=0)], parent)
             s *= 2
         off = pyr.level(fine_stride).coords % factor
         offset = (off[:, 0] * factor + off[:, 1]) * factor + off[:, 2]
