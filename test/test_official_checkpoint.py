@@ -509,3 +509,28 @@ def test_official_boundary_drop_is_what_spconv_computes_on_the_cloud_extent():
             out[backend] = enc(pyr)
     for k in ("tokens", "feat_s8", "feat_s4"):
         np.testing.assert_allclose(out["spconv"][k].numpy(), out["torch"][k].numpy(), atol=2e-3, rtol=1e-3)
+
+
+#: Outputs of the embedded model (weights sha256 prefix df95b91a91b1d27b) on a prompted and a tracked tiny frame,
+#: recorded before the official options existed (mean, mean |x|, std of the LiDAR / image logits of each frame).
+_TINY_FINGERPRINT = [(-6.2897314, 6.4715104, 6.6151327), (-13.9018180, 13.9148528, 9.8935842),
+                     (-2.9751102, 2.9751102, 1.3184448), (-7.5595131, 7.5595131, 4.2153708)]
+
+
+def test_embedded_tiny_model_behaves_as_before():
+    import hashlib
+
+    from sam4d_model.tools.common import EMBEDDED_CHECKPOINT
+    from sam4d_ros.testing import TINY_CLUSTER_CENTRES, tiny_frame
+
+    digest = hashlib.sha256(EMBEDDED_CHECKPOINT.read_bytes()).hexdigest()[:16]
+    assert digest == "df95b91a91b1d27b", "the embedded weights changed: record _TINY_FINGERPRINT again"
+    model, _ = load_checkpoint(EMBEDDED_CHECKPOINT)
+    prompt = ObjectPrompt(pts_points=torch.tensor(np.array([TINY_CLUSTER_CENTRES[0]]), dtype=torch.float32),
+                          pts_labels=torch.tensor([1]))
+    with torch.no_grad():
+        r = model(model.encode_frame(tiny_frame(3000, 96, 64)), [[]], [prompt])
+        r2 = model(model.encode_frame(tiny_frame(3000, 96, 64, seed=1, index=1)), [r.new_memory], [None])
+    got = [(float(t.double().mean()), float(t.double().abs().mean()), float(t.double().std()))
+           for t in (r.pts_logits_all, r.img_logits_all, r2.pts_logits_all, r2.img_logits_all)]
+    np.testing.assert_allclose(np.array(got), np.array(_TINY_FINGERPRINT), rtol=1e-5, atol=1e-5)
