@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -61,6 +61,9 @@ class _PendingPrompt:
 
 class StreamingTracker:
     """Online multi-object SAM4D tracker with bounded memory (see module docstring)."""
+
+    #: prompts per object that :meth:`undo_last_prompt` can revert, newest first
+    UNDO_DEPTH = 8
 
     def __init__(self, model: SAM4D, device: Union[str, torch.device] = "cpu", max_objects: int = 16,
                  max_prompted_frames: int = 4, num_past_frames: int = 6, use_ego_motion: bool = True,
@@ -111,6 +114,9 @@ class StreamingTracker:
         self._seed_world: Dict[int, np.ndarray] = {}  # components prior: last mask centroid (world) per object
         self._t = 0
         self.num_frames = num_frames
+        #: per object, its state before each applied prompt (newest last): (memories or None if the prompt created
+        #: the object, components-prior seed or None); bounded, for :meth:`undo_last_prompt`
+        self._undo: Dict[int, List[Tuple[Optional[List[MemoryEntry]], Optional[np.ndarray]]]] = {}
 
     # ------------------------------------------------------------------------------------------------ state
     @property
@@ -133,6 +139,7 @@ class StreamingTracker:
         self._memories.clear()
         self._pending.clear()
         self._seed_world.clear()
+        self._undo.clear()
         self._t = 0
 
     def rebase_world(self, new_from_old: np.ndarray) -> None:
@@ -144,13 +151,20 @@ class StreamingTracker:
         """
         t = np.asarray(new_from_old, np.float64).reshape(4, 4)
         moved: Dict[int, torch.Tensor] = {}  # entries of one frame share a pose tensor: keep them sharing one
-        for ents in self._memories.values():
+        kept = [ents for stack in self._undo.values() for ents, _ in stack if ents is not None]
+        done = set()
+        for ents in list(self._memories.values()) + kept:
             for e in ents:
+                if id(e) in done:
+                    continue
+                done.add(id(e))
                 if id(e.pose) not in moved:
                     moved[id(e.pose)] = torch.as_tensor(t, dtype=e.pose.dtype, device=e.pose.device) @ e.pose
                 e.pose = moved[id(e.pose)]
         for oid, s in self._seed_world.items():
             self._seed_world[oid] = t[:3, :3] @ s + t[:3, 3]
+        for stack in self._undo.values():
+            stack[:] = [(ents, None if s is None else t[:3, :3] @ s + t[:3, 3]) for ents, s in stack]
 
     def remove_object(self, obj_id: int) -> bool:
         """Stop tracking ``obj_id``; returns whether it existed."""
@@ -158,7 +172,37 @@ class StreamingTracker:
         self._memories.pop(obj_id, None)
         self._pending.pop(obj_id, None)
         self._seed_world.pop(obj_id, None)
+        self._undo.pop(obj_id, None)
         return found
+
+    def undo_last_prompt(self, obj_id: int) -> str:
+        """Revert ``obj_id`` to its state before its last prompt.
+
+        A prompt not applied yet is dropped; an applied one is undone by restoring the object's memories (and the
+        components prior's seed) as they were before the frame it was applied on. Returns ``"reverted"``,
+        ``"removed"`` (that prompt created the object, which is gone now) or ``"nothing"`` (no prompt to undo:
+        unknown object, or older than :attr:`UNDO_DEPTH` prompts).
+        """
+        obj_id = int(obj_id)
+        if obj_id in self._pending:
+            del self._pending[obj_id]
+            if obj_id not in self._memories:
+                self._undo.pop(obj_id, None)
+                return "removed"
+            return "reverted"
+        stack = self._undo.get(obj_id)
+        if not stack:
+            return "nothing"
+        mems, seed = stack.pop()
+        if mems is None:
+            self.remove_object(obj_id)
+            return "removed"
+        self._memories[obj_id] = mems
+        if seed is None:
+            self._seed_world.pop(obj_id, None)
+        else:
+            self._seed_world[obj_id] = seed
+        return "reverted"
 
     def add_prompt(self, obj_id: int, camera: Union[int, str] = 0, image_points=None, image_labels=None,
                    image_box=None, lidar_points=None, lidar_labels=None, lidar_box=None, image_mask=None,
@@ -311,6 +355,12 @@ class StreamingTracker:
                 out = model(feats, mems, prompts, store_memory=True, num_past=self.num_past_frames,
                             timings=timings, num_frames=self.num_frames)
                 t_post = time.perf_counter()
+                for oid in self._pending:
+                    stack = self._undo.setdefault(oid, [])
+                    old = self._memories.get(oid)
+                    seed = self._seed_world.get(oid)
+                    stack.append((None if old is None else list(old), None if seed is None else seed.copy()))
+                    del stack[: -self.UNDO_DEPTH]
                 for oid, ent in zip(ids, out.new_memory):
                     self._memories.setdefault(oid, []).append(ent)
                     self._prune(oid)

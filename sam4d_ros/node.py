@@ -51,6 +51,7 @@ from sam4d_ros.prompts import (
     PromptContext,
     RemoveCommand,
     ResetCommand,
+    UndoCommand,
     validate_prompt,
 )
 from sam4d_ros.qos import RELIABILITY_CHOICES, SensorSubscription
@@ -110,6 +111,10 @@ PARAMETERS = {
                            "point it lands on in the kept frame nearest the named one, moved by ego motion; a click "
                            "on no point is refused with the reason (0: refused always).",
                        {"integer_range": (0, 1000)}),
+    "object_lost_frames": (3, "An object is reported lost (~/object_events) after this many consecutive frames "
+                              "with an empty mask.", {"integer_range": (1, 1000)}),
+    "object_found_frames": (2, "A lost object is reported reappeared after this many consecutive frames with it.",
+                            {"integer_range": (1, 1000)}),
     "max_points": (300000, "Clouds with more usable points are subsampled (stride) for the model; the others "
                            "get object_id -1.", {"integer_range": (1000, 100_000_000)}),
     "min_range": (0.0, "Ignore points closer than this (m, 0 = off).", {"floating_point_range": (0.0, 1000.0)}),
@@ -284,10 +289,12 @@ class Sam4dNode(Node):
             prefix = "~/" if i == 0 else f"~/{name}/"
             self.pub_mask.append(self.create_publisher(Image, prefix + "mask", out_qos))
             self.pub_overlay.append(self.create_publisher(Image, prefix + "overlay", out_qos))
-        from sam4d_ros.msg import ObjectMasks
-        from sam4d_ros.srv import AddPrompts, ListObjects, RemoveObject, ResetTracking
+        from sam4d_ros.msg import ObjectEvent, ObjectMasks
+        from sam4d_ros.srv import AddPrompts, ListObjects, RemoveObject, ResetTracking, UndoLastPrompt
 
         self.pub_objects = self.create_publisher(ObjectMasks, "~/objects", out_qos)
+        self.pub_events = self.create_publisher(ObjectEvent, "~/object_events",
+                                                QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", out_qos)
         self.pub_status = self.create_publisher(String, "~/status", QoSProfile(depth=5))
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
@@ -296,6 +303,7 @@ class Sam4dNode(Node):
         self.create_service(RemoveObject, "~/remove_object", self._srv_remove)
         self.create_service(ResetTracking, "~/reset", self._srv_reset)
         self.create_service(ListObjects, "~/list_objects", self._srv_list)
+        self.create_service(UndoLastPrompt, "~/undo_last_prompt", self._srv_undo)
 
         self.create_timer(p["status_period"], self._publish_status)
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
@@ -442,6 +450,21 @@ class Sam4dNode(Node):
         self.log.info(resp.message)
         return resp
 
+    def _srv_undo(self, req, resp):
+        oid = int(req.object_id)
+        info = self.registry.get(oid)
+        if info is None:
+            resp.success, resp.message = False, f"unknown object id {oid} (known: {self.registry.ids()})"
+        elif info.num_prompts == 0:
+            resp.success, resp.message = False, f"object {oid} has no prompt to undo"
+        else:
+            self.commands.put(UndoCommand(oid))
+            resp.success = True
+            resp.message = (f"undo of object {oid}'s last prompt queued (applied before the next frame; the object "
+                            f"is removed if that prompt created it)")
+        self.log.info(resp.message)
+        return resp
+
     def _srv_reset(self, req, resp):
         forgotten = self.registry.ids()
         self.registry.clear()
@@ -572,6 +595,9 @@ class Sam4dNode(Node):
             self.pub_objects.publish(outputs.objects_msg(cmsg.header, img_stamp, res))
         if self.pub_markers.get_subscription_count() > 0:
             self.pub_markers.publish(outputs.markers_msg(cmsg.header, res))
+        for ev, e in zip(outputs.event_msgs(cmsg.header, res), res.events):
+            self.pub_events.publish(ev)
+            self.log.info(f"object {e.obj_id}: {e.kind}" + (f" ({e.reason})" if e.reason else ""))
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict:

@@ -54,8 +54,17 @@ def objects_msg(cloud_header, image_stamp, res):
             num_points=int(o.num_points), num_pixels=int(o.num_pixels),
             centroid=Point(x=float(o.centroid[0]), y=float(o.centroid[1]), z=float(o.centroid[2])),
             extent=Vector3(x=float(o.extent[0]), y=float(o.extent[1]), z=float(o.extent[2])),
-            prompted=bool(o.prompted)))
+            prompted=bool(o.prompted), confidence=float(o.confidence), lost=bool(o.lost)))
     return msg
+
+
+def event_msgs(cloud_header, res) -> list:
+    """One ``sam4d_ros/ObjectEvent`` per track-health event of the frame (``sam4d_ros.health``)."""
+    from sam4d_ros.health import KINDS
+    from sam4d_ros.msg import ObjectEvent
+
+    return [ObjectEvent(header=cloud_header, object_id=int(e.obj_id), event=KINDS.index(e.kind),
+                        score=float(e.score), reason=str(e.reason)) for e in res.events]
 
 
 def markers_msg(cloud_header, res, ns: str = "sam4d") -> "List":

@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from sam4d_model.training.prompt_sim import project_points
+from sam4d_ros.health import ObjectEvent, TrackHealth
 from sam4d_ros.image import CameraModel
 from sam4d_ros.pointcloud import CloudArrays
 from sam4d_ros.prompts import (
@@ -29,6 +30,7 @@ from sam4d_ros.prompts import (
     PromptLog,
     RemoveCommand,
     ResetCommand,
+    UndoCommand,
     compensate_ego_motion,
 )
 
@@ -105,13 +107,16 @@ class PipelineConfig:
     click_project_to_image: bool = True
     use_ego_motion: bool = True
     prompt_history: int = 20
+    object_lost_frames: int = 3
+    object_found_frames: int = 2
 
     @classmethod
     def from_params(cls, params: dict) -> "PipelineConfig":
         """The knobs of the node parameters ``params`` (node and bag tools)."""
         return cls(max_points=params["max_points"], min_range=params["min_range"], max_range=params["max_range"],
                    click_project_to_image=params["click_project_to_image"], use_ego_motion=params["use_ego_motion"],
-                   prompt_history=params["prompt_history"])
+                   prompt_history=params["prompt_history"], object_lost_frames=params["object_lost_frames"],
+                   object_found_frames=params["object_found_frames"])
 
 
 @dataclass
@@ -128,6 +133,8 @@ class ObjectStat:
     bbox_min: np.ndarray
     bbox_max: np.ndarray
     prompted: bool
+    confidence: float = 0.0  # track confidence (sam4d_ros.health)
+    lost: bool = False
 
 
 @dataclass
@@ -146,6 +153,7 @@ class FrameResult:
     timings: Dict[str, float] = field(default_factory=dict)
     applied: List[str] = field(default_factory=list)
     errors: List[str] = field(default_factory=list)
+    events: List[ObjectEvent] = field(default_factory=list)  # track health changes seen on this frame
 
 
 class FrameDropped(Exception):
@@ -248,6 +256,7 @@ class Pipeline:
         self.frame_index = 0
         self._unanchored_ns: Optional[int] = None  # newest frame processed before any pose was known
         self._history: deque = deque(maxlen=max(0, int(config.prompt_history)))  # KeptFrame
+        self.health = TrackHealth(lost_after=config.object_lost_frames, found_after=config.object_found_frames)
 
     def _anchor_world(self, stamp_ns: int, lidar2odom: Optional[np.ndarray],
                       pose_at: Callable[[int], Optional[np.ndarray]]) -> np.ndarray:
@@ -284,9 +293,20 @@ class Pipeline:
                     self.tracker.reset()
                     prompted.clear()
                     res.applied.append(f"reset ({c.reason})")
+                    res.events += self.health.removed_all(stamp_ns, f"reset ({c.reason})")
                 elif isinstance(c, RemoveCommand):
                     self.tracker.remove_object(c.obj_id)
                     res.applied.append(f"removed object {c.obj_id}")
+                    self._removed_event(res, c.obj_id, stamp_ns, "removed on request")
+                elif isinstance(c, UndoCommand):
+                    what = self.tracker.undo_last_prompt(c.obj_id)
+                    prompted.discard(c.obj_id)
+                    if what == "removed":
+                        self.registry.remove(c.obj_id)
+                        self._removed_event(res, c.obj_id, stamp_ns, "its only prompt was undone")
+                    elif what == "reverted":
+                        self.registry.undo_prompt(c.obj_id)
+                    res.applied.append(f"undo last prompt of object {c.obj_id}: {what}")
                 elif isinstance(c, PromptCommand):
                     self._apply_prompt(c, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at, res, due_tolerance_ns)
                     prompted.add(c.obj_id)
@@ -394,12 +414,19 @@ class Pipeline:
             lidar_points=lidar_points, lidar_labels=c.lidar_labels if lidar_points is not None else None,
             lidar_box=lidar_box)
 
-    def drop_removed(self) -> None:
+    def _removed_event(self, res: FrameResult, obj_id: int, stamp_ns: int, reason: str) -> None:
+        e = self.health.removed(obj_id, stamp_ns, reason)
+        if e is not None:
+            res.events.append(e)
+
+    def drop_removed(self, res: Optional[FrameResult] = None, stamp_ns: int = 0) -> None:
         """Remove objects from the tracker that the registry no longer knows (removed between frames)."""
         known = set(self.registry.ids())
         for oid in list(self.tracker.object_ids):
             if oid not in known:
                 self.tracker.remove_object(oid)
+                if res is not None:
+                    self._removed_event(res, oid, stamp_ns, "removed")
 
     # ------------------------------------------------------------------ frame
     def process(self, stamp_ns: int, cloud: CloudArrays, images: Sequence[np.ndarray], cameras: Sequence[CameraModel],
@@ -438,7 +465,7 @@ class Pipeline:
                                            [np.asarray(t, np.float64) for t in cam2lidar]))
         cmds = self.commands.take_due(stamp_ns, due_tolerance_ns)
         prompted = self._apply(cmds, stamp_ns, lidar2odom, cameras, cam2lidar, pose_at, res, int(due_tolerance_ns))
-        self.drop_removed()
+        self.drop_removed(res, stamp_ns)
 
         from sam4d_model.types import CameraFrame, Frame
 
@@ -482,6 +509,9 @@ class Pipeline:
             res.objects.append(ObjectStat(oid, float(obj_scores[k]) if k < obj_scores.size else 0.0,
                                           float(iou[k]) if k < iou.size else 0.0, int(len(pts_k)), npx, ctr,
                                           hi - lo, lo, hi, oid in prompted))
+        res.events += self.health.update(stamp_ns, res.objects)
+        for o in res.objects:
+            o.confidence, o.lost = self.health.confidence(o.obj_id), self.health.is_lost(o.obj_id)
         self.registry.update_tracked(obj_ids, [o.score for o in res.objects])
         res.timings["pipeline"] = time.perf_counter() - t0
         return res

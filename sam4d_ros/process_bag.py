@@ -110,7 +110,7 @@ def _typestore():
         pass
     types = {}
     for d in dirs:
-        for name in ("ObjectMask", "ObjectMasks", "Prompt"):
+        for name in ("ObjectMask", "ObjectMasks", "ObjectEvent", "Prompt"):
             f = d / f"{name}.msg"
             if f.is_file() and f"sam4d_ros/msg/{name}" not in types:
                 types.update(get_types_from_msg(f.read_text(), f"sam4d_ros/msg/{name}"))

@@ -73,7 +73,14 @@ class ResetCommand:
     reason: str = "service"
 
 
-Command = Union[PromptCommand, RemoveCommand, ResetCommand]
+@dataclass
+class UndoCommand:
+    """Revert one object to its state before its last prompt (``StreamingTracker.undo_last_prompt``)."""
+
+    obj_id: int
+
+
+Command = Union[PromptCommand, RemoveCommand, ResetCommand, UndoCommand]
 
 
 @dataclass
@@ -150,6 +157,13 @@ class ObjectRegistry:
         with self.lock:
             self._objects.setdefault(obj_id, ObjectInfo(obj_id)).num_prompts += 1
 
+    def undo_prompt(self, obj_id: int) -> None:
+        """One prompt of ``obj_id`` was undone (the count of prompts goes down by one)."""
+        with self.lock:
+            info = self._objects.get(obj_id)
+            if info is not None and info.num_prompts > 0:
+                info.num_prompts -= 1
+
     def remove(self, obj_id: int) -> bool:
         with self.lock:
             return self._objects.pop(obj_id, None) is not None
@@ -185,7 +199,8 @@ class CommandQueue:
     def put(self, cmd: Command) -> None:
         with self._lock:
             if isinstance(cmd, ResetCommand):  # everything before a reset is void
-                self._items = [c for c in self._items if not isinstance(c, (PromptCommand, RemoveCommand))]
+                self._items = [c for c in self._items
+                               if not isinstance(c, (PromptCommand, RemoveCommand, UndoCommand))]
             self._items.append(cmd)
 
     def take_due(self, frame_stamp_ns: int, tolerance_ns: int = 0) -> List[Command]:
