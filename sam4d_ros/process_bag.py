@@ -45,6 +45,7 @@ MODALITIES = {"image": 0, "lidar": 1, "point3d": 2}
 OUTPUT_TYPES = {
     "points": "sensor_msgs/msg/PointCloud2", "mask": "sensor_msgs/msg/Image", "overlay": "sensor_msgs/msg/Image",
     "objects": "sam4d_ros/msg/ObjectMasks", "markers": "visualization_msgs/msg/MarkerArray",
+    "object_events": "sam4d_ros/msg/ObjectEvent",
 }
 
 
@@ -271,6 +272,10 @@ def process_bag(in_path, out_path, prompts: List[dict], params: dict, tracker=No
         out.write(f"{namespace}/objects", OUTPUT_TYPES["objects"], t,
                   outputs.objects_msg(cm.header, sf.images[0][1].header.stamp, res))
         out.write(f"{namespace}/markers", OUTPUT_TYPES["markers"], t, outputs.markers_msg(cm.header, res))
+        for ev in outputs.event_msgs(cm.header, res):
+            out.write(f"{namespace}/object_events", OUTPUT_TYPES["object_events"], t, ev)
+        summary.setdefault("events", []).extend(
+            {"t": t / NS, "object_id": e.obj_id, "event": e.kind, "reason": e.reason} for e in res.events)
         summary["frames"] += 1
         summary["inference_s"].append(res.inference_time)
         for o in res.objects:
@@ -349,8 +354,8 @@ def _pose(tf, odom, lidar, ns):
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Console entry point; returns the exit code."""
-    argv = list(sys.argv if argv is None else argv)
+    """Console entry point (``argv`` without the program name); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="sam4d-process-bag", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input", help="input bag (.mcap/.db3 file or rosbag2 directory)")
@@ -361,7 +366,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--device", help="override the device parameter")
     ap.add_argument("--no-copy-inputs", action="store_true", help="write only the output topics")
     ap.add_argument("--max-frames", type=int, default=0, help="stop after N processed frames")
-    args = ap.parse_args(argv[1:])
+    args = ap.parse_args(argv)
     try:
         params = load_params(args.config)
         if args.checkpoint is not None:

@@ -221,3 +221,35 @@ def test_node_undo_last_prompt(rig):
     assert oid not in list(listed.object_ids)
     bad = rig.h.call(UndoLastPrompt, "/sam4d/undo_last_prompt", UndoLastPrompt.Request(object_id=oid))
     assert not bad.success and "unknown object" in bad.message
+
+
+def test_process_bag_writes_the_same_events(tmp_path):
+    """``sam4d-process-bag`` on a real bag: labels and the track-health events land in the output bag."""
+    pytest.importorskip("sam4d_ros.msg", reason="needs the built interfaces (source install/setup.bash)")
+    import yaml
+    from rclpy.serialization import deserialize_message
+
+    from sam4d_model.data.synth import generate_drive, sample_config
+    from sam4d_ros.bag_replay import read_bag
+    from sam4d_ros.msg import ObjectEvent
+    from sam4d_ros.process_bag import main as process_main
+    from sam4d_ros.testing import micro_model_config, write_frames_bag
+
+    drive = list(generate_drive(3, 4, config=sample_config(width=192, height=144, beams=16, azimuths=384)))
+    frames, labels = [f for f, _ in drive], [lab for _, lab in drive]
+    bag = write_frames_bag(tmp_path / "in.mcap", frames)
+    lab = labels[0].point_instance
+    ids, counts = np.unique(lab[lab > 0], return_counts=True)
+    click = frames[0].points[lab == ids[np.argmax(counts)]][0, :3]
+    (tmp_path / "prompts.yaml").write_text(yaml.safe_dump({"prompts": [
+        {"frame": 0, "object_id": 1, "modality": "lidar", "positive_points": [[float(v) for v in click]]}]}))
+    cfg = micro_model_config(tmp_path / "micro.yaml", image_size=64)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"sam4d": {"ros__parameters": {"model_config": str(cfg)}}}))
+    out = tmp_path / "out.mcap"
+    assert process_main([str(bag), "-o", str(out), "--prompts", str(tmp_path / "prompts.yaml"), "--checkpoint",
+                         "random", "--config", str(params), "--no-copy-inputs"]) == 0
+    topics = [t for t, *_ in read_bag(out)]
+    assert topics.count("/sam4d/points") == 4
+    events = [deserialize_message(raw, ObjectEvent) for t, _, _, raw in read_bag(out) if t == "/sam4d/object_events"]
+    assert [(e.object_id, e.event) for e in events][:1] == [(1, ObjectEvent.OBJECT_ADDED)]
