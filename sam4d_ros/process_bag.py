@@ -4,6 +4,14 @@
 
     sam4d-process-bag IN.mcap --prompts prompts.yaml -o OUT.mcap [--config config/sam4d.yaml]
                       [--checkpoint PATH|random] [--device auto] [--no-copy-inputs] [--max-frames N]
+                      [--direction both|forward] [--export-semantickitti DIR] [--export-nuscenes DIR]
+
+The labelling loop: prompts on any frame; every object is tracked forward from its first prompted frame and, with
+``--direction both`` (default, as SAM2's video predictor), backward from there to the start of the bag (the
+processed frames are kept in memory for that pass, about the size of their clouds and images). Point-wise labels can
+also be exported as SemanticKITTI (``sequences/<seq>/velodyne/*.bin`` + ``labels/*.label``: class in the low 16 bits,
+object id in the high 16) and nuScenes-lidarseg (``samples/LIDAR_TOP/*.pcd.bin`` + ``lidarseg/*_lidarseg.bin``,
+uint8 class per point); classes come from the prompts' ``class`` (``sam4d_model.data.lidarseg``).
 
 Every cloud is processed (no skipping): paired with the nearest image (``sync_tolerance``), CameraInfo latest
 valid, TF from the bag's ``/tf`` and ``/tf_static``. The output bag gets the node's topics (``/sam4d/points``,
@@ -15,6 +23,7 @@ prompts.yaml::
     prompts:
       - frame: 0              # index of the processed frame (or `stamp: <seconds>`)
         object_id: 1          # 0 or missing: assigned
+        class: car            # optional: class of the object for the exports (SemanticKITTI / nuScenes name or alias)
         modality: lidar       # image | lidar | point3d
         camera: ""            # image prompts: camera name ("" = first)
         frame_id: ""          # point3d prompts: TF frame of the points
@@ -26,6 +35,7 @@ prompts.yaml::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 import tempfile
@@ -37,6 +47,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import yaml
 
+from sam4d_model.data.lidarseg import semantic_ids, write_nuscenes_lidarseg, write_semantickitti
 from sam4d_ros.bag_replay import message_class
 from sam4d_ros.node import PARAMETERS
 
@@ -164,9 +175,40 @@ class BagOutput:
         return self.final
 
 
+def merge_backward(fwd, bwd, backward_ids) -> None:
+    """Fill ``fwd`` (a :class:`FrameResult`, in place) with the objects of ``backward_ids`` from ``bwd``.
+
+    Points and pixels of those objects in the backward result take their label where the forward result has none,
+    or has a lower score; their per-object summaries are added.
+    """
+    ids = np.asarray(sorted(backward_ids), np.int32)
+    take = np.isin(bwd.labels, ids) & ((fwd.labels < 0) | (bwd.scores > fwd.scores))
+    fwd.labels[take] = bwd.labels[take]
+    fwd.scores[take] = bwd.scores[take]
+    for fm, bm in zip(fwd.id_maps, bwd.id_maps):
+        fill = np.isin(bm, ids) & (fm == 0)
+        fm[fill] = bm[fill]
+    fwd.objects += [o for o in bwd.objects if o.obj_id in backward_ids]
+
+
 def process_bag(in_path, out_path, prompts: List[dict], params: dict, tracker=None, copy_inputs: bool = True,
-                max_frames: int = 0, namespace: str = "/sam4d", log=print) -> dict:
-    """Run the pipeline over a bag; returns a summary dict (frames, drops, timings, objects)."""
+                max_frames: int = 0, namespace: str = "/sam4d", log=print, direction: str = "both",
+                export_semantickitti: Optional[str] = None, export_nuscenes: Optional[str] = None,
+                sequence: str = "00") -> dict:
+    """Run the pipeline over a bag; returns a summary dict (frames, drops, timings, objects).
+
+    ``direction``: ``forward`` (each object from its first prompted frame on, in one pass, outputs written as
+    frames are processed) or ``both`` (as SAM2's video predictor: then also backward from each object's first
+    prompted frame to the start of the bag, by a second tracker over the processed frames in reverse order; the
+    processed frames are kept in memory until the outputs are written). ``export_semantickitti`` /
+    ``export_nuscenes``: folders for the point-wise labels in those layouts (classes from the prompts'
+    ``class`` entries, instance = object id).
+    """
+    if direction not in ("forward", "both"):
+        raise ValueError(f"direction must be 'forward' or 'both', got {direction!r}")
+    for d in prompts:  # class names are checked before anything is read or written
+        if isinstance(d, dict):
+            semantic_ids(d.get("class"))
     from rclpy.serialization import deserialize_message
 
     from sam4d_ros import outputs
@@ -190,6 +232,11 @@ def process_bag(in_path, out_path, prompts: List[dict], params: dict, tracker=No
         device = resolve_device(p["device"])
         model = load_model(p["checkpoint"], device, p["model_config"], log=log)
         tracker = build_tracker(model, device, p)
+    else:
+        device = str(tracker.device)
+    classes_of: Dict[int, str] = {}  # object id -> class name (prompt entries' `class`)
+    accepted: Dict[int, List] = {}  # processed frame index -> validated prompt commands (for the backward pass)
+    kept: List = []  # (sf, fi, res) of every processed frame, with direction both
     registry, commands = ObjectRegistry(p["max_objects"]), CommandQueue()
     pipe = Pipeline(tracker, registry, commands, PipelineConfig.from_params(p))
     tf = BufferTransformSource(cache_time_s=60.0)
@@ -240,6 +287,10 @@ def process_bag(in_path, out_path, prompts: List[dict], params: dict, tracker=No
                     cmd.target_stamp_ns = 0
                     registry.add_prompt(oid)
                     commands.put(cmd)
+                    accepted.setdefault(frame_idx[0], []).append(dataclasses.replace(cmd))
+                    if d.get("class") not in (None, ""):
+                        semantic_ids(d["class"])  # unknown class names fail here, with the reason
+                        classes_of[oid] = str(d["class"])
             summary["prompts"].append({"entry": d, "accepted": cmd is not None, "object_id": cmd.obj_id if cmd else -1,
                                        "reason": why, "frame": frame_idx[0]})
             log(f"prompt {'queued: ' + cmd.describe() if cmd else 'REJECTED: ' + why}")
@@ -260,6 +311,12 @@ def process_bag(in_path, out_path, prompts: List[dict], params: dict, tracker=No
         summary["applied"] += res.applied
         for e in res.errors:
             log(f"warning: {e}")
+        if direction == "both":
+            kept.append((sf, fi, res))
+        else:
+            emit(sf, fi, res)
+
+    def emit(sf, fi, res) -> None:
         t = sf.cloud_stamp_ns
         cm = sf.cloud
         out.write(f"{namespace}/points", OUTPUT_TYPES["points"], t,
@@ -280,6 +337,44 @@ def process_bag(in_path, out_path, prompts: List[dict], params: dict, tracker=No
         summary["inference_s"].append(res.inference_time)
         for o in res.objects:
             summary["objects"].setdefault(o.obj_id, []).append(o.num_points)
+        if export_semantickitti or export_nuscenes:
+            sem = np.zeros(len(res.labels), np.int64)
+            nus = np.zeros(len(res.labels), np.int64)
+            for oid, name in classes_of.items():
+                sk, ns = semantic_ids(name)
+                sem[res.labels == oid], nus[res.labels == oid] = sk, ns
+            pts = np.c_[fi.cloud.xyz, fi.cloud.intensity if fi.cloud.intensity is not None
+                        else np.zeros(fi.cloud.num_points, np.float32)]
+            k = summary["frames"] - 1
+            if export_semantickitti:
+                write_semantickitti(export_semantickitti, sequence, k, pts, sem, np.maximum(res.labels, 0))
+            if export_nuscenes:
+                write_nuscenes_lidarseg(export_nuscenes, f"{sequence}_{sf.cloud_stamp_ns // 1000:d}", pts, nus)
+
+    def run_backward() -> None:
+        """Second pass, as SAM2's reverse propagation: each object from its first prompted frame back to frame 0."""
+        first: Dict[int, int] = {}
+        for k in sorted(accepted):
+            for c in accepted[k]:
+                first.setdefault(c.obj_id, k)
+        late = {o: k for o, k in first.items() if k > 0}
+        if not late:
+            return
+        log(f"backward pass: objects {sorted(late)} from frames {sorted(set(late.values()))} back to frame 0")
+        btracker = build_tracker(tracker.model, device, p)
+        breg, bcmds = ObjectRegistry(p["max_objects"]), CommandQueue()
+        bpipe = Pipeline(btracker, breg, bcmds, PipelineConfig.from_params(p))
+        poses = {sf.cloud_stamp_ns: fi.lidar2odom for sf, fi, _ in kept}
+        for k in range(max(late.values()), -1, -1):
+            sf, fi, res = kept[k]
+            for c in accepted.get(k, []):
+                if c.obj_id in late:
+                    breg.reserve(c.obj_id)
+                    breg.add_prompt(c.obj_id)
+                    bcmds.put(dataclasses.replace(c))
+            bres = bpipe.process(sf.cloud_stamp_ns, fi.cloud, fi.images, fi.cameras, fi.camera2lidar, fi.lidar2odom,
+                                 pose_at=lambda ns: poses.get(ns))
+            merge_backward(res, bres, {o for o, f in late.items() if k < f})
 
     t_start = time.perf_counter()
     try:
@@ -314,16 +409,20 @@ def process_bag(in_path, out_path, prompts: List[dict], params: dict, tracker=No
                 ready.append(sf)
             while ready and ready[0].cloud_stamp_ns + tf_wait <= t:
                 run_frame(ready.popleft())
-                if max_frames and summary["frames"] >= max_frames:
+                if max_frames and frame_idx[0] >= max_frames:
                     break
-            if max_frames and summary["frames"] >= max_frames:
+            if max_frames and frame_idx[0] >= max_frames:
                 break
         bag_time[0] = float("inf")
         sync.poll()
         while (sf := sync.get(0.0)) is not None:
             ready.append(sf)
-        while ready and not (max_frames and summary["frames"] >= max_frames):
+        while ready and not (max_frames and frame_idx[0] >= max_frames):
             run_frame(ready.popleft())
+        if direction == "both":
+            run_backward()
+            for sf, fi, res in kept:
+                emit(sf, fi, res)
     finally:
         path = out.close()
     wall = time.perf_counter() - t_start
@@ -366,6 +465,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--device", help="override the device parameter")
     ap.add_argument("--no-copy-inputs", action="store_true", help="write only the output topics")
     ap.add_argument("--max-frames", type=int, default=0, help="stop after N processed frames")
+    ap.add_argument("--direction", default="both", choices=("both", "forward"),
+                    help="both: also propagate backward from each object's first prompted frame (default)")
+    ap.add_argument("--export-semantickitti", metavar="DIR", help="also write SemanticKITTI .bin/.label files")
+    ap.add_argument("--export-nuscenes", metavar="DIR", help="also write nuScenes-lidarseg .pcd.bin/_lidarseg.bin")
+    ap.add_argument("--sequence", default="00", help="sequence name of the exports (default 00)")
     args = ap.parse_args(argv)
     try:
         params = load_params(args.config)
@@ -375,7 +479,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             params["device"] = args.device
         prompts = load_prompts(args.prompts)
         s = process_bag(args.input, args.output, prompts, params, copy_inputs=not args.no_copy_inputs,
-                        max_frames=args.max_frames)
+                        max_frames=args.max_frames, direction=args.direction,
+                        export_semantickitti=args.export_semantickitti, export_nuscenes=args.export_nuscenes,
+                        sequence=args.sequence)
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as exc:
         print(f"sam4d-process-bag: error: {exc}", file=sys.stderr)
         return 2
