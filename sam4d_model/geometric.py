@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-from .data.geometry import invert_transform, project_points, transform_points
+from .data.geometry import project_to_image
 
 
 @dataclass
@@ -186,14 +186,6 @@ def nearest_seed(xyz: np.ndarray, candidates: np.ndarray, point: np.ndarray, max
     return int(idx[j]) if d[j] <= max_dist else None
 
 
-def project(xyz: np.ndarray, intrinsics: np.ndarray, camera2lidar: np.ndarray, width: int, height: int):
-    """Pixel coordinates ``(N, 2)``, depth ``(N,)`` and in-image flag ``(N,)`` of LiDAR points in a camera."""
-    uv, z = project_points(transform_points(invert_transform(camera2lidar), xyz), intrinsics)
-    ok = (z > 0.1) & np.all(np.isfinite(uv), axis=1)
-    ok &= (uv[:, 0] >= 0) & (uv[:, 0] <= width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= height - 1)
-    return uv, z, ok
-
-
 def finite_xyz(points: np.ndarray):
     """``(xyz (N, 3) float64 with non-finite rows set to 0, finite (N,) bool)`` of a cloud."""
     pts = np.asarray(points)
@@ -216,7 +208,7 @@ def image_masks_from_lidar(xyz: np.ndarray, masks: np.ndarray, cameras, ground_z
 def pixel_seed(xyz: np.ndarray, candidates: np.ndarray, uv_click: np.ndarray, intrinsics: np.ndarray,
                camera2lidar: np.ndarray, width: int, height: int, radius_px: float) -> Optional[int]:
     """The nearest-depth candidate point projected within ``radius_px`` of an image click (None if none)."""
-    uv, z, ok = project(xyz, intrinsics, camera2lidar, width, height)
+    uv, z, ok = project_to_image(xyz, intrinsics, camera2lidar, width, height)
     d = np.linalg.norm(uv - np.asarray(uv_click, np.float64).reshape(1, 2), axis=1)
     sel = np.flatnonzero(ok & candidates & (d <= radius_px))
     if len(sel) == 0:
@@ -271,7 +263,7 @@ def lidar_mask_to_image(xyz: np.ndarray, mask: np.ndarray, intrinsics: np.ndarra
     mask = np.asarray(mask, bool)
     if not mask.any():
         return out
-    uv, z, ok = project(xyz, intrinsics, camera2lidar, width, height)
+    uv, z, ok = project_to_image(xyz, intrinsics, camera2lidar, width, height)
     sel = np.flatnonzero(mask & ok)
     if len(sel) == 0:
         return out
@@ -301,7 +293,7 @@ def lidar_mask_to_image(xyz: np.ndarray, mask: np.ndarray, intrinsics: np.ndarra
     if ground_z is not None and ground_drop > 0:
         low = xyz[sel].copy()
         low[:, 2] -= ground_drop * np.maximum(low[:, 2] - np.asarray(ground_z, np.float64)[sel], 0.0)
-        uv_l, z_l, ok_l = project(low, intrinsics, camera2lidar, width, height)
+        uv_l, z_l, ok_l = project_to_image(low, intrinsics, camera2lidar, width, height)
         if visible is not None:
             ok_l[ok_l] = visible(uv_l[ok_l], z_l[ok_l])
         hull_pts = np.concatenate([pts, uv_l[ok_l]], 0)

@@ -38,30 +38,6 @@ def image_aug_matrix(orig_hw: Tuple[int, int], size: int) -> np.ndarray:
     return m
 
 
-def to_hom4(k: np.ndarray) -> np.ndarray:
-    """Embed a 3x3 intrinsic matrix into 4x4."""
-    out = np.eye(4, dtype=np.float64)
-    out[:3, :3] = np.asarray(k, dtype=np.float64)
-    return out
-
-
-def relative_pose(cur_lidar2world: np.ndarray, past_lidar2world: np.ndarray,
-                  cur_aug: Optional[np.ndarray] = None, past_aug: Optional[np.ndarray] = None) -> np.ndarray:
-    """``T_rel`` mapping past (augmented) LiDAR coordinates into current (augmented) LiDAR coordinates.
-
-    ``T_rel = A_cur @ inv(P_cur) @ P_past @ inv(A_past)`` (computed in float64), where ``P`` are
-    LiDAR-to-world poses and ``A`` optional LiDAR augmentation matrices (identity at inference).
-    """
-    cur = np.asarray(cur_lidar2world, dtype=np.float64)
-    past = np.asarray(past_lidar2world, dtype=np.float64)
-    t = np.linalg.inv(cur) @ past
-    if cur_aug is not None:
-        t = np.asarray(cur_aug, dtype=np.float64) @ t
-    if past_aug is not None:
-        t = t @ np.linalg.inv(np.asarray(past_aug, dtype=np.float64))
-    return t
-
-
 def transform_points(t: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
     """Apply a 4x4 transform to ``(..., 3)`` points."""
     return xyz @ t[:3, :3].transpose(0, 1).to(xyz.dtype) + t[:3, 3].to(xyz.dtype)

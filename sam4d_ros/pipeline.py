@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from sam4d_model.training.prompt_sim import project_points
+from sam4d_model.data.geometry import project_to_image
 from sam4d_ros.health import ObjectEvent, TrackHealth
 from sam4d_ros.image import CameraModel
 from sam4d_ros.pointcloud import CloudArrays
@@ -403,7 +403,7 @@ class Pipeline:
         image_points, image_labels, image_box, cam = c.image_points, c.image_labels, c.image_box, c.camera
         if project and lidar_points is not None and cameras:
             for ci, (cm, T) in enumerate(zip(cameras, cam2lidar)):
-                uv, ok = project_points(lidar_points, cm.K, T, cm.width, cm.height)
+                uv, _, ok = project_to_image(lidar_points, cm.K, T, cm.width, cm.height)
                 if ok.any():
                     image_points, image_labels, cam = uv[ok].astype(np.float32), c.lidar_labels[ok], ci
                     break

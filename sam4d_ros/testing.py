@@ -321,5 +321,7 @@ def write_frames_bag(path, frames, t0_ns: int = 1_700_000_000 * NS, period_ns: i
             m["image"].header.stamp = stamp_msg(ns + image_delay_ns)
             out.write("/camera/image_raw", "sensor_msgs/msg/Image", ns + image_delay_ns, m["image"])
             out.write("/lidar/points", "sensor_msgs/msg/PointCloud2", ns + 1_000_000, m["cloud"])
-    finally:
-        return out.close()
+    except BaseException:
+        out.close()
+        raise
+    return out.close()

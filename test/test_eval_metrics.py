@@ -5,6 +5,7 @@
 import numpy as np
 import pytest
 
+from sam4d_model.data.geometry import project_to_image
 from sam4d_model.eval.metrics import MeanMeter, boundary_f, j_and_f, mask_iou
 from sam4d_model.training import prompt_sim as ps
 
@@ -87,6 +88,6 @@ def test_projection_helper():
     cam2lidar = np.eye(4)
     cam2lidar[:3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]  # optical z forward = lidar x
     pts = np.array([[10, 0, 0], [-5, 0, 0], [10, 100, 0]], np.float32)
-    uv, ok = ps.project_points(pts, k, cam2lidar, 100, 80)
+    uv, _, ok = project_to_image(pts, k, cam2lidar, 100, 80)
     np.testing.assert_allclose(uv[0], [50, 40])
     assert ok.tolist() == [True, False, False]

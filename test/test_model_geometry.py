@@ -158,6 +158,40 @@ def test_ego_motion_compensation(model, use_ego):
         model.use_ego_motion = True
 
 
+@pytest.mark.parametrize("moving", [True, False])
+def test_ego_motion_compensation_changes_the_memory_conditioned_features(model, moving):
+    """With the car moving, compensating its ego motion moves the memories' positions and so changes what the
+    current frame's tokens get from memory attention; with the car standing still it changes nothing."""
+    world = _world()
+    if moving:
+        poses = [_pose([0, 0, 0], 0.0), _pose([3.0, 0.5, 0.05], 0.1), _pose([6.5, 1.5, 0.1], 0.25)]
+    else:
+        poses = [_pose([0, 0, 0], 0.0)] * 3
+    frames = [_frame(world, p, i) for i, p in enumerate(poses)]
+    tr = StreamingTracker(model, use_ego_motion=True)
+    tr.add_prompt(1, lidar_points=[[10.0, 0.0, 0.0]])
+    for f in frames[:2]:
+        tr.step(f)
+    mems = [list(tr._memories[1])]
+    out = {}
+    with torch.inference_mode():
+        feats = model.encode_frame(frames[2], frame_idx=2)
+        for ego in (True, False):
+            model.use_ego_motion = ego
+            try:
+                out[ego] = model.condition_on_memory(feats, mems)
+            finally:
+                model.use_ego_motion = True
+    for k, name in ((0, "image"), (1, "LiDAR")):
+        a, b = out[True][k], out[False][k]
+        rel = float((a - b).norm() / a.norm())
+        print(f"{name}: moving {moving}, relative change of the memory-conditioned tokens {rel:.2e}")
+        if moving:
+            assert rel > 5e-4, f"{name}: compensation changed the conditioned tokens by only {rel:.2e}"
+        else:  # identity motion: only float rounding of the (identity) transform
+            assert rel < 1e-4, f"{name}: {rel:.2e} without motion"
+
+
 def test_trilinear_voxel_to_point_reproduces_linear_fields():
     """Stride-4 voxel-to-point interpolation: convex weights that include the point's own voxel, and exact on a
     linear function of the voxel centres inside a fully occupied block (away from its border)."""

@@ -103,13 +103,19 @@ def test_odd_clouds(model, kind):
         assert np.all(res.point_scores[:, 5] > 0)
 
 
-def test_voxel_levels_match_sparse_backbone(model):
+@pytest.mark.parametrize("backend", ["spconv", "torch"])
+def test_voxel_levels_match_sparse_backbone(model, backend):
     pyr = build_voxel_pyramid(make_cloud(5000, seed=5), 0.15)
-    with torch.inference_mode():
-        out = model.lidar_encoder(pyr)
+    enc = model.lidar_encoder
+    old, enc.backend = enc.backend, backend
+    try:
+        with torch.inference_mode():
+            out = enc(pyr)
+    finally:
+        enc.backend = old
     assert out["tokens"].shape == (pyr.num_voxels(16), model.d)
     assert out["feat_s8"].shape[0] == pyr.num_voxels(8) and out["feat_s4"].shape[0] == pyr.num_voxels(4)
-    # every voxel received a feature from spconv (a zero row would mean a key mismatch)
+    # every voxel received a feature from the backend (a zero row would mean a key mismatch with the pyramid)
     assert (out["feat_s4"].abs().sum(1) > 0).all() and (out["tokens"].abs().sum(1) > 0).all()
     l16 = pyr.level(16)
     centre = (l16.coords.float() + 0.5) * 16 * pyr.voxel_size + pyr.origin

@@ -30,7 +30,7 @@ def cloud():
 @pytest.fixture
 def one_thread():
     # spconv's CPU submanifold convolution races with more than one torch thread (outputs change from run to
-    # run); compare against it single-threaded. See test_spconv_cpu_is_not_thread_safe.
+    # run); compare against it single-threaded. (README, "Sparse convolution on CPU").
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

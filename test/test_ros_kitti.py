@@ -17,7 +17,7 @@ pytest.importorskip("tf2_msgs.msg")
 from geometry_msgs.msg import PointStamped  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 
-from sam4d_model.training.prompt_sim import project_points  # noqa: E402
+from sam4d_model.data.geometry import project_to_image  # noqa: E402
 from sam4d_ros.bag_replay import BagReplayer, bag_topics  # noqa: E402
 from sam4d_ros.image import image_to_numpy  # noqa: E402
 from sam4d_ros.pipeline import embedded_checkpoint  # noqa: E402
@@ -112,7 +112,7 @@ def test_kitti_replay_and_click(kitti_dir, tmp_path):
         assert np.allclose(lidar_pts[0], expect, atol=0.02), (lidar_pts, expect)
         cm = node._camera_models[0]
         T = node.tf.lookup(lidar, masks[-1][1].header.frame_id)  # camera -> LiDAR
-        uv, ok = project_points(expect[None], cm.K, T, cm.width, cm.height)
+        uv, _, ok = project_to_image(expect[None], cm.K, T, cm.width, cm.height)
         assert ok[0] and image_pts is not None and np.allclose(image_pts[0], uv[0], atol=1.0)
         if not have_ckpt:
             pytest.skip("KITTI replay + click plumbing checked; mask content needs the embedded checkpoint")

@@ -167,7 +167,6 @@ def test_too_many_objects(rig):
 
 
 def test_bad_clouds(rig):
-    h = rig.h
     f = rig.frames[0]
     # missing z
     m = frame_messages(f, T0)["cloud"]
@@ -202,7 +201,6 @@ def test_bad_clouds(rig):
     out = rig.send(k=0, cloud=c)
     assert out.is_bigendian and out.point_step == 48 and out.width == n
     assert (labels_from_cloud(out)[0] >= 0).any()
-    h.wait_for(lambda: False, 0.1)
 
 
 def test_two_million_points(rig):
@@ -213,10 +211,11 @@ def test_two_million_points(rig):
     pts = (np.tile(base, (reps, 1))[:2_000_000] + rng.normal(0, 0.01, (2_000_000, 3))).astype(np.float32)
     m = frame_messages(f, T0)["cloud"]
     big = make_cloud(m.header, {"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2]})
-    t = time.monotonic()
     out = rig.send(k=0, cloud=big, timeout=90)
     assert out.width == 2_000_000
-    assert time.monotonic() - t < 90
+    # the model saw a stride-subsample of max_points (20000): every other point is labelled -1, none is lost
+    ids, _ = labels_from_cloud(out)
+    assert len(ids) == 2_000_000 and int((ids >= 0).sum()) <= 20_000
 
 
 def test_bad_images(rig):
@@ -249,9 +248,8 @@ def test_missing_tf_then_recovery(rig):
         time.sleep(0.2)
     assert rig.counters().get("tf_unavailable", 0) > before
     assert len(rig.out) == n_out
+    assert "camera_without_tf" in rig.node.status()["last_error"]  # the reason names the frame without TF
     rig.send()  # recovers
-    st = rig.node.status()
-    assert "camera_without_tf" in st["last_error"] or st["counters"]["tf_unavailable"] > before
 
 
 def test_duplicates_out_of_order_and_time_jump(rig):

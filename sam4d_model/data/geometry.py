@@ -127,3 +127,21 @@ def project_points(points_cam: np.ndarray, intrinsics: np.ndarray) -> tuple[np.n
         uv = uvw[:, :2] / uvw[:, 2:3]
     uv[z <= 0] = np.nan
     return uv, z
+
+
+#: Points nearer the camera than this (metres along its axis) are not projected.
+MIN_PROJECTION_DEPTH = 0.1
+
+
+def project_to_image(xyz: np.ndarray, intrinsics: np.ndarray, camera2lidar: np.ndarray, width: int, height: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The one projection of LiDAR-frame points into a camera image (model, data engine, evaluation, node).
+
+    Returns pixel coordinates ``uv`` ``(N, 2)`` (origin at the top-left pixel's centre; NaN behind the camera),
+    depth ``z`` ``(N,)`` and ``ok`` ``(N,)``: in front (``z > MIN_PROJECTION_DEPTH``), finite, and on a pixel centre
+    grid cell of the image (``0 <= u <= width - 1``, ``0 <= v <= height - 1``).
+    """
+    uv, z = project_points(transform_points(invert_transform(camera2lidar), xyz), intrinsics)
+    ok = (z > MIN_PROJECTION_DEPTH) & np.all(np.isfinite(uv), axis=1)
+    ok &= (uv[:, 0] >= 0) & (uv[:, 0] <= width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= height - 1)
+    return uv, z, ok

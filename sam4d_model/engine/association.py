@@ -16,6 +16,7 @@ from typing import Tuple
 
 import numpy as np
 
+from ..data.geometry import project_points
 from .config import EngineConfig
 from .reconstruction import VoxelMap, rigid_transform, splat_zbuffer
 
@@ -44,10 +45,9 @@ def project_visible(xyz: np.ndarray, world2cam: np.ndarray, cam: CameraModel, fo
     front = np.flatnonzero((z > cfg.min_depth) & (z < cfg.max_depth))
     pc, z = pc[front], z[front]
     k = np.asarray(cam.intrinsics, np.float64)
-    u = k[0, 0] * pc[:, 0] / z + k[0, 1] * pc[:, 1] / z + k[0, 2]
-    v = k[1, 1] * pc[:, 1] / z + k[1, 2]
-    ui = np.floor(u + 0.5).astype(np.int64)
-    vi = np.floor(v + 0.5).astype(np.int64)
+    uv, _ = project_points(pc, k)
+    ui = np.floor(uv[:, 0] + 0.5).astype(np.int64)
+    vi = np.floor(uv[:, 1] + 0.5).astype(np.int64)
     inside = (ui >= 0) & (ui < cam.width) & (vi >= 0) & (vi < cam.height)
     front, ui, vi, z = front[inside], ui[inside], vi[inside], z[inside]
     f = 0.5 * (k[0, 0] + k[1, 1])

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..training.prompt_sim import project_points
+from ..data.geometry import project_to_image
 from ..types import Frame, FrameLabels
 from .association import CameraModel, associate, associate_sweep
 from .config import EngineConfig
@@ -185,7 +185,8 @@ def label_sequence(seq, source: MaskletSource, cfg: Optional[EngineConfig] = Non
                 packed[t][cam.name] = (_pack(fm.ids), lut_k, lut_v)
             tb = time.perf_counter()
             timings["associate"] += tb - ta
-            _, valid = project_points(frame.points[:, :3], cam.intrinsics, cam.camera2lidar, cam.width, cam.height)
+            _, _, valid = project_to_image(frame.points[:, :3], cam.intrinsics, cam.camera2lidar, cam.width,
+                                           cam.height)
             fv |= valid
             if baseline and ids is not None:
                 idx, bpix = associate_sweep(frame.points, cam, cfg)

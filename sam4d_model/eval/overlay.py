@@ -12,7 +12,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from ..training.prompt_sim import project_points
+from ..data.geometry import project_to_image
 
 GREY = np.array([150, 150, 150], np.uint8)
 
@@ -65,7 +65,7 @@ def draw_points(rgb: np.ndarray, xyz: np.ndarray, point_ids: np.ndarray, intrins
     sel = np.concatenate([bg, sel[ids[sel] >= 1]])
     if sel.size == 0:
         return out
-    uv, ok = project_points(xyz[sel], intrinsics, camera2lidar, w, h)
+    uv, _, ok = project_to_image(xyz[sel], intrinsics, camera2lidar, w, h)
     u, v = uv[ok, 0].astype(np.int64), uv[ok, 1].astype(np.int64)
     cols = colors_for(ids[sel][ok])
     for du in range(-radius + 1, radius + 1):

@@ -41,6 +41,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..data.geometry import project_to_image
 from ..training import prompt_sim as ps
 from ..types import Frame, FrameLabels
 from .metrics import MeanMeter, boundary_f, mask_iou
@@ -186,7 +187,7 @@ def _score(res, frame: Frame, labels: FrameLabels, cam: str, meter: MeanMeter, s
             ignore = labels.point_instance < 0
             if baseline:
                 c = frame.cameras[0]
-                uv, ok = ps.project_points(frame.points, c.intrinsics, c.camera2lidar, c.width, c.height)
+                uv, _, ok = project_to_image(frame.points, c.intrinsics, c.camera2lidar, c.width, c.height)
                 pred_pts = np.zeros(len(frame.points), bool)
                 ui = np.clip(uv[ok, 0].astype(int), 0, c.width - 1)
                 vi = np.clip(uv[ok, 1].astype(int), 0, c.height - 1)

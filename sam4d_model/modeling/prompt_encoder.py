@@ -68,10 +68,6 @@ class ImagePromptEncoder(nn.Module):
         pe = pe + umpe.encode_3d_rays(umpe.ray_points(uv, img_aug, intrinsics, camera2lidar))
         return _add_label_embeddings(pe, labels, self.point_embeddings, self.not_a_point_embed)
 
-    def pad_tokens(self, batch: int) -> torch.Tensor:
-        """One padding token per batch element: (B, 1, d)."""
-        return self.not_a_point_embed.weight.view(1, 1, -1).expand(batch, 1, -1)
-
     def embed_masks(self, masks: Optional[torch.Tensor], batch: int, hw) -> torch.Tensor:
         """Masks (B, 1, 4h, 4w) or ``None`` -> dense (B, d, h, w)."""
         if masks is None:
@@ -100,10 +96,6 @@ class LidarPromptEncoder(nn.Module):
         """``xyz`` (B, K, 3) LiDAR frame, ``labels`` (B, K) -> (B, K, d)."""
         pe = umpe.xyz_fourier(xyz) + umpe.encode_3d_xyz(xyz)
         return _add_label_embeddings(pe, labels, self.point_embeddings, self.not_a_point_embed)
-
-    def pad_tokens(self, batch: int) -> torch.Tensor:
-        """One padding token per batch element: (B, 1, d)."""
-        return self.not_a_point_embed.weight.view(1, 1, -1).expand(batch, 1, -1)
 
     def embed_masks(self, point_masks: Optional[torch.Tensor], batch: int, pyr: VoxelPyramid,
                     voxel_masks: Optional[torch.Tensor] = None) -> torch.Tensor:

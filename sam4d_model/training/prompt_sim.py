@@ -138,15 +138,3 @@ def lidar_correction(pred: np.ndarray, gt: np.ndarray, xyz: np.ndarray, rng=None
     return lidar_click(fn if label else fp, xyz, rng, "uniform"), label
 
 
-def project_points(xyz: np.ndarray, intrinsics: np.ndarray, camera2lidar: np.ndarray, width: int, height: int
-                   ) -> Tuple[np.ndarray, np.ndarray]:
-    """Project LiDAR-frame points into the image: pixel xy (N, 2) and a validity mask (in front, inside image)."""
-    lidar2cam = np.linalg.inv(camera2lidar)
-    pc = xyz[:, :3].astype(np.float64) @ lidar2cam[:3, :3].T + lidar2cam[:3, 3]
-    z = pc[:, 2]
-    valid = z > 0.1
-    uv = np.zeros((len(xyz), 2), np.float64)
-    uvw = pc[valid] @ np.asarray(intrinsics, np.float64).T
-    uv[valid] = uvw[:, :2] / uvw[:, 2:3]
-    valid &= (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
-    return uv.astype(np.float32), valid
