@@ -127,8 +127,19 @@ def camera_model(info) -> CameraModel:
         raise ImageError(f"CameraInfo has size {w}x{h}")
     if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0 or K[2, 2] == 0:
         raise ImageError(f"CameraInfo K is not a valid pinhole matrix: {K.ravel().tolist()}")
-    return CameraModel(frame_id=str(info.header.frame_id), width=w, height=h, K=K / K[2, 2],
-                       D=np.asarray(info.d, np.float64), distortion_model=str(info.distortion_model))
+    D = np.asarray(info.d, np.float64).reshape(-1)
+    model = str(info.distortion_model)
+    if not np.all(np.isfinite(D)):
+        raise ImageError(f"CameraInfo D has non-finite coefficients: {D.tolist()}")
+    if D.size and np.any(np.abs(D) > 1e-9):
+        sizes = (4,) if model == "equidistant" else (4, 5, 8, 12, 14)
+        if model == "equidistant" and D.size > 4:
+            sizes = (D.size,) if not np.any(np.abs(D[4:]) > 1e-9) else sizes  # trailing zeros are fine
+        if D.size not in sizes:
+            raise ImageError(f"CameraInfo D has {D.size} coefficients for distortion model {model!r} "
+                             f"(expected one of {list(sizes)})")
+    return CameraModel(frame_id=str(info.header.frame_id), width=w, height=h, K=K / K[2, 2], D=D,
+                       distortion_model=model)
 
 
 class Rectifier:

@@ -132,7 +132,7 @@ def read_points(path: Path) -> Tuple[np.ndarray, Tuple[str, ...]]:
             fields = tuple(str(s) for s in z["fields"]) if "fields" in z.files else ()
     except DataError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - zipfile, zlib and numpy raise many types for a damaged file
         raise DataError(f"{path}: corrupt or truncated npz: {type(e).__name__}: {e}") from None
     if pts.ndim != 2 or pts.shape[1] < 3:
         raise DataError(f"{path}: points must be N x C with C >= 3, got shape {pts.shape}")
@@ -210,12 +210,21 @@ def labels_from_json(d: Any, num_points: int, image_shapes: Dict[str, Tuple[int,
             raise DataError(f"{what}: sensors.{sensor}.objects must be a list")
         return objs
 
+    def obj_id(o: dict, where: str) -> int:
+        k = o.get("object_id", 0)
+        if isinstance(k, bool) or not isinstance(k, (int, float, str)):
+            raise DataError(f"{what}: {where}: object_id must be an integer, got {k!r}")
+        try:
+            return int(k)
+        except (TypeError, ValueError, OverflowError):
+            raise DataError(f"{what}: {where}: object_id must be an integer, got {k!r}") from None
+
     pi = np.zeros(num_points, dtype=np.int32)
     pc = np.zeros(num_points, dtype=np.int32)
     for o in objects(LIDAR_SENSOR):
         if not isinstance(o, dict) or "lidar_mask" not in o:
             continue
-        k = int(o.get("object_id", 0))
+        k = obj_id(o, "LiDAR object")
         m = decode_mask(o["lidar_mask"], (num_points, 1), f"{what}: LiDAR object {k}").reshape(-1)
         pi[m] = k
         sem = str(o.get("semantic", "unknown"))
@@ -232,7 +241,7 @@ def labels_from_json(d: Any, num_points: int, image_shapes: Dict[str, Tuple[int,
         for o in objects(cam):
             if not isinstance(o, dict) or "image_mask" not in o:
                 continue
-            k = int(o.get("object_id", 0))
+            k = obj_id(o, f"{cam} object")
             m = decode_mask(o["image_mask"], shape, f"{what}: {cam} object {k}")
             a[m] = k
             sem = str(o.get("semantic", "unknown"))
