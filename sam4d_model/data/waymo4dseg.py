@@ -58,20 +58,27 @@ def decode_mask(rle: Any, shape: Optional[Tuple[int, int]] = None, what: str = "
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise DataError(f"{what}: not a COCO RLE dict")
     size = rle["size"]
-    if not (isinstance(size, (list, tuple)) and len(size) == 2):
-        raise DataError(f"{what}: bad RLE size {size!r}")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in size)):
+        raise DataError(f"{what}: bad RLE size {size!r} (two non-negative integers)")
     if shape is not None and tuple(int(s) for s in size) != tuple(shape):
         raise DataError(f"{what}: RLE size {list(size)} does not match expected {list(shape)}")
     counts = rle["counts"]
-    if isinstance(counts, list):  # uncompressed RLE
-        r = mask_utils.frPyObjects({"size": list(size), "counts": counts}, int(size[0]), int(size[1]))
-    else:
-        r = {"size": [int(size[0]), int(size[1])], "counts": counts.encode("ascii") if isinstance(counts, str)
-             else counts}
     try:
+        if isinstance(counts, list):  # uncompressed RLE
+            if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 2**32 for c in counts):
+                raise DataError(f"{what}: uncompressed RLE counts must be integers in 0..2^32-1")
+            r = mask_utils.frPyObjects({"size": list(size), "counts": counts}, int(size[0]), int(size[1]))
+        elif isinstance(counts, (str, bytes)):
+            r = {"size": [int(size[0]), int(size[1])], "counts": counts.encode("ascii") if isinstance(counts, str)
+                 else counts}
+        else:
+            raise DataError(f"{what}: RLE counts must be a string or a list, got {type(counts).__name__}")
         m = mask_utils.decode(r)
-    except Exception as e:  # pycocotools raises plain exceptions on corrupt counts
-        raise DataError(f"{what}: cannot decode RLE: {e}") from None
+    except DataError:
+        raise
+    except Exception as e:  # pycocotools raises plain exceptions on corrupt counts; non-ASCII strings too
+        raise DataError(f"{what}: cannot decode RLE: {type(e).__name__}: {e}") from None
     return m.astype(bool).reshape(int(size[0]), int(size[1]))
 
 
