@@ -130,7 +130,7 @@ def test_image_hull_reaches_down_to_where_the_object_stands():
     mask = (inst == 1) & (xyz[:, 2] >= gz + geo.GeometricParams().ground_margin)  # what the floor segments
     # the true silhouette of the solid box standing on the ground (z -1.8 .. -0.3)
     corners = np.array([[x, y, z] for x in (9, 11) for y in (-0.5, 0.5) for z in (-1.8, -0.3)], float)
-    uv, _, _ = geo.project(corners, k, cam2lidar, 320, 240)
+    uv, _, _ = geo.project_to_image(corners, k, cam2lidar, 320, 240)
     truth = np.zeros((240, 320), np.uint8)
     cv2.fillConvexPoly(truth, np.round(cv2.convexHull(uv.astype(np.float32)).reshape(-1, 2)).astype(np.int32), 1)
     truth = truth > 0
