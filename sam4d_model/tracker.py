@@ -338,39 +338,34 @@ class StreamingTracker:
             res.timings = {"total": time.perf_counter() - t0}
             return res
         model = self.model
-        old_ego = model.use_ego_motion
-        model.use_ego_motion = self.use_ego_motion
         timings: Dict[str, float] = {}
-        try:
-            with torch.inference_mode():
-                feats = model.encode_frame(frame, frame_idx=idx, timings=timings)
-                prompts = []
-                clicked = {}
-                for oid in ids:
-                    p = self._pending.get(oid)
-                    prompts.append(self._to_object_prompt(p, frame, feats) if p is not None else None)
-                    if p is not None and (p.lidar_points or p.image_points):
-                        clicked[oid] = p
-                mems = [self._memories.get(oid, []) for oid in ids]
-                out = model(feats, mems, prompts, store_memory=True, num_past=self.num_past_frames,
-                            timings=timings, num_frames=self.num_frames)
-                t_post = time.perf_counter()
-                for oid in self._pending:
-                    stack = self._undo.setdefault(oid, [])
-                    old = self._memories.get(oid)
-                    seed = self._seed_world.get(oid)
-                    stack.append((None if old is None else list(old), None if seed is None else seed.copy()))
-                    del stack[: -self.UNDO_DEPTH]
-                for oid, ent in zip(ids, out.new_memory):
-                    self._memories.setdefault(oid, []).append(ent)
-                    self._prune(oid)
-                self._pending.clear()
-                res = self._make_result(ids, frame, feats, out, n)
-                if self.lidar_refine != "none" or self.image_from_lidar:
-                    self._apply_priors(res, frame, clicked)
-                timings["postprocess"] = time.perf_counter() - t_post
-        finally:
-            model.use_ego_motion = old_ego
+        with torch.inference_mode():
+            feats = model.encode_frame(frame, frame_idx=idx, timings=timings)
+            prompts = []
+            clicked = {}
+            for oid in ids:
+                p = self._pending.get(oid)
+                prompts.append(self._to_object_prompt(p, frame, feats) if p is not None else None)
+                if p is not None and (p.lidar_points or p.image_points):
+                    clicked[oid] = p
+            mems = [self._memories.get(oid, []) for oid in ids]
+            out = model(feats, mems, prompts, store_memory=True, num_past=self.num_past_frames,
+                        timings=timings, num_frames=self.num_frames, use_ego_motion=self.use_ego_motion)
+            t_post = time.perf_counter()
+            for oid in self._pending:
+                stack = self._undo.setdefault(oid, [])
+                old = self._memories.get(oid)
+                seed = self._seed_world.get(oid)
+                stack.append((None if old is None else list(old), None if seed is None else seed.copy()))
+                del stack[: -self.UNDO_DEPTH]
+            for oid, ent in zip(ids, out.new_memory):
+                self._memories.setdefault(oid, []).append(ent)
+                self._prune(oid)
+            self._pending.clear()
+            res = self._make_result(ids, frame, feats, out, n)
+            if self.lidar_refine != "none" or self.image_from_lidar:
+                self._apply_priors(res, frame, clicked)
+            timings["postprocess"] = time.perf_counter() - t_post
         res.frame_index = idx
         timings["total"] = time.perf_counter() - t0
         res.timings = timings

@@ -105,7 +105,6 @@ class PipelineConfig:
     min_range: float = 0.0
     max_range: float = 0.0
     click_project_to_image: bool = True
-    use_ego_motion: bool = True
     prompt_history: int = 20
     object_lost_frames: int = 3
     object_found_frames: int = 2
@@ -114,8 +113,7 @@ class PipelineConfig:
     def from_params(cls, params: dict) -> "PipelineConfig":
         """The knobs of the node parameters ``params`` (node and bag tools)."""
         return cls(max_points=params["max_points"], min_range=params["min_range"], max_range=params["max_range"],
-                   click_project_to_image=params["click_project_to_image"], use_ego_motion=params["use_ego_motion"],
-                   prompt_history=params["prompt_history"], object_lost_frames=params["object_lost_frames"],
+                   click_project_to_image=params["click_project_to_image"], prompt_history=params["prompt_history"], object_lost_frames=params["object_lost_frames"],
                    object_found_frames=params["object_found_frames"])
 
 

@@ -177,11 +177,7 @@ def test_ego_motion_compensation_changes_the_memory_conditioned_features(model, 
     with torch.inference_mode():
         feats = model.encode_frame(frames[2], frame_idx=2)
         for ego in (True, False):
-            model.use_ego_motion = ego
-            try:
-                out[ego] = model.condition_on_memory(feats, mems)
-            finally:
-                model.use_ego_motion = True
+            out[ego] = model.condition_on_memory(feats, mems, ego=ego)
     for k, name in ((0, "image"), (1, "LiDAR")):
         a, b = out[True][k], out[False][k]
         rel = float((a - b).norm() / a.norm())

@@ -313,25 +313,30 @@ class SAM4D(nn.Module):
         return self.umpe.xyz_fourier(xyz) + self.umpe.encode_3d_xyz(xyz)
 
     # ---------------------------------------------------------------------------------------------- ego motion
-    def relative_pose(self, cur_pose: torch.Tensor, past_pose: torch.Tensor) -> Optional[torch.Tensor]:
-        """``T_rel = inv(P_cur) @ P_past`` (float64), or ``None`` when ego-motion compensation is off."""
-        if not self.use_ego_motion:
+    def relative_pose(self, cur_pose: torch.Tensor, past_pose: torch.Tensor, ego: Optional[bool] = None
+                      ) -> Optional[torch.Tensor]:
+        """``T_rel = inv(P_cur) @ P_past`` (float64), or ``None`` when ego-motion compensation is off (``ego``;
+        ``None``: the config's ``memory.use_ego_motion``).
+        """
+        if not (self.use_ego_motion if ego is None else ego):
             return None
         return torch.linalg.solve(cur_pose.double(), past_pose.double())
 
-    def memory_lidar_xyz(self, entry: MemoryEntry, cur_pose: torch.Tensor) -> torch.Tensor:
+    def memory_lidar_xyz(self, entry: MemoryEntry, cur_pose: torch.Tensor, ego: Optional[bool] = None
+                         ) -> torch.Tensor:
         """Stored LiDAR token positions of ``entry`` expressed in the current LiDAR frame (if compensating)."""
-        t_rel = self.relative_pose(cur_pose, entry.pose)
+        t_rel = self.relative_pose(cur_pose, entry.pose, ego)
         if t_rel is None:
             return entry.pts_xyz
         return transform_points(t_rel, entry.pts_xyz.double()).float()
 
-    def memory_ray_points(self, entry: MemoryEntry, cam_idx: int, cur_pose: torch.Tensor) -> torch.Tensor:
+    def memory_ray_points(self, entry: MemoryEntry, cam_idx: int, cur_pose: torch.Tensor,
+                          ego: Optional[bool] = None) -> torch.Tensor:
         """Frustum points (HW, D, 3) of a stored image memory, in the current LiDAR frame (if compensating)."""
         cam = entry.cams[cam_idx]
         uv = self.umpe.image_token_uv(entry.img_hw[0], entry.img_hw[1], self.device)
         return self.umpe.ray_points(uv, cam.img_aug, cam.intrinsics, cam.camera2lidar,
-                                    self.relative_pose(cur_pose, entry.pose))
+                                    self.relative_pose(cur_pose, entry.pose, ego))
 
     # -------------------------------------------------------------------------------------------------- memory
     def _cond_entries(self, entries: Sequence[MemoryEntry], frame_idx: int) -> List[MemoryEntry]:
@@ -376,29 +381,29 @@ class SAM4D(nn.Module):
                                                                   key=lambda e: -e.frame_idx)
         return ptr_entries[: self.max_obj_ptrs]
 
-    def _entry_positions(self, feats: FrameFeatures, e: MemoryEntry, cache: Dict):
+    def _entry_positions(self, feats: FrameFeatures, e: MemoryEntry, cache: Dict, ego: Optional[bool] = None):
         """Positions of a stored entry in the current frame (image, LiDAR, pose encoding), cached per frame."""
         key = (e.frame_idx, id(e.pose))
         if key not in cache:
             img_p, pts_p = [], None
-            t_rel = self.relative_pose(feats.pose, e.pose)
+            t_rel = self.relative_pose(feats.pose, e.pose, ego)
             if e.img_mem is not None:
                 for cam in e.cams:
                     img_p.append(self.image_pos(cam, e.img_hw[0], e.img_hw[1], t_rel))
             if e.pts_mem is not None and e.pts_mem.shape[0] > 0:
-                pts_p = self.lidar_pos(self.memory_lidar_xyz(e, feats.pose))
+                pts_p = self.lidar_pos(self.memory_lidar_xyz(e, feats.pose, ego))
             pose_enc = self.pose_encoder(t_rel.unsqueeze(0))[0] if t_rel is not None else None
             cache[key] = (img_p, pts_p, pose_enc)
         return cache[key]
 
     def _memory_tokens(self, feats: FrameFeatures, selected: List[Tuple[MemoryEntry, int]],
-                       ptr_entries: List[MemoryEntry], cache: Dict, num_frames: Optional[int] = None
-                       ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+                       ptr_entries: List[MemoryEntry], cache: Dict, num_frames: Optional[int] = None,
+                       ego: Optional[bool] = None) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
         """Memory tokens and positions (each (L_i, d)) of one object's selected entries and object pointers."""
         toks: List[torch.Tensor] = []
         poss: List[torch.Tensor] = []
         for e, t_pos in selected:
-            img_p, pts_p, _ = self._entry_positions(feats, e, cache)
+            img_p, pts_p, _ = self._entry_positions(feats, e, cache, ego)
             tidx = self.num_maskmem - t_pos - 1
             if e.img_mem is not None:
                 for ci in range(e.img_mem.shape[0]):
@@ -415,7 +420,7 @@ class SAM4D(nn.Module):
         for e in ptr_entries:
             tdiff = torch.tensor([float(feats.frame_idx - e.frame_idx) / denom], device=self.device)
             tp = self.obj_ptr_tpos_proj(temporal_sine(tdiff, self.d))[0]
-            pose_enc = self._entry_positions(feats, e, cache)[2]
+            pose_enc = self._entry_positions(feats, e, cache, ego)[2]
             if pose_enc is not None:
                 tp = tp + pose_enc
             for m, ptr in enumerate((e.obj_ptr_img, e.obj_ptr_pts)):
@@ -436,8 +441,8 @@ class SAM4D(nn.Module):
         return out.transpose(0, 1).float()
 
     def condition_on_memory(self, feats: FrameFeatures, memories: Sequence[Sequence[MemoryEntry]],
-                            num_past: Optional[int] = None, num_frames: Optional[int] = None
-                            ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+                            num_past: Optional[int] = None, num_frames: Optional[int] = None,
+                            ego: Optional[bool] = None) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """MCMA: returns memory-conditioned image tokens (O, C, HW, d) and LiDAR tokens (O, T, d)."""
         o = len(memories)
         img_out = pts_out = None
@@ -446,7 +451,7 @@ class SAM4D(nn.Module):
         for ents in memories:
             selected = self.select_memory(ents, feats.frame_idx, num_past)
             toks, poss = self._memory_tokens(feats, selected, self.select_pointers(ents, feats.frame_idx, selected),
-                                             cache, num_frames)
+                                             cache, num_frames, ego)
             has_mem.append(bool(toks))
             if not toks:
                 toks, poss = [self.no_mem_embed[0]], [self.no_mem_pos_enc[0]]
@@ -592,9 +597,11 @@ class SAM4D(nn.Module):
     def forward(self, feats: FrameFeatures, memories: Sequence[Sequence[MemoryEntry]],
                 prompts: Optional[Sequence[Optional[ObjectPrompt]]] = None, store_memory: bool = True,
                 num_past: Optional[int] = None, multimask: Optional[bool] = None,
-                timings: Optional[Dict[str, float]] = None, num_frames: Optional[int] = None) -> StepOutput:
+                timings: Optional[Dict[str, float]] = None, num_frames: Optional[int] = None,
+                use_ego_motion: Optional[bool] = None) -> StepOutput:
         """One tracking / prompting step for ``O = len(memories)`` objects on the frame ``feats``
-        (``num_frames``: the clip's length when known, for the pointer normaliser of ``memory.memory_selection``).
+        (``num_frames``: the clip's length when known, for the pointer normaliser of ``memory.memory_selection``;
+        ``use_ego_motion``: compensate the memories' positions by ego motion; ``None``: the config's).
         """
         dev = self.device
         o = len(memories)
@@ -605,7 +612,7 @@ class SAM4D(nn.Module):
         if o == 0:
             return out
         with _timed(timings, "memory_attention", dev):
-            img_c, pts_c = self.condition_on_memory(feats, memories, num_past, num_frames)
+            img_c, pts_c = self.condition_on_memory(feats, memories, num_past, num_frames, use_ego_motion)
         dc = self.cfg.decoder
         prompted = [p is not None and not p.is_empty for p in prompts]
         # mask prompts used as the output itself (decoder.mask_input_as_output): objects with masks and no clicks
