@@ -113,8 +113,8 @@ class PipelineConfig:
     def from_params(cls, params: dict) -> "PipelineConfig":
         """The knobs of the node parameters ``params`` (node and bag tools)."""
         return cls(max_points=params["max_points"], min_range=params["min_range"], max_range=params["max_range"],
-                   click_project_to_image=params["click_project_to_image"], prompt_history=params["prompt_history"], object_lost_frames=params["object_lost_frames"],
-                   object_found_frames=params["object_found_frames"])
+                   click_project_to_image=params["click_project_to_image"], prompt_history=params["prompt_history"],
+                   object_lost_frames=params["object_lost_frames"], object_found_frames=params["object_found_frames"])
 
 
 @dataclass
