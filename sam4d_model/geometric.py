@@ -54,6 +54,11 @@ class GeometricParams:
     #: bottom beams miss wheels and bumpers). 0.375 was the best of 0 / 0.25 / 0.375 / 0.5 on the synthetic
     #: validation drives 800001-800004 (NOTES.md, 2026-12-03)
     image_ground_drop: float = 0.375
+    #: How the node's components prior carries an object's seed to the next frame: ``static`` (the last mask's
+    #: world centroid, moved by ego motion only: the floor's rule) or ``constant_velocity`` (that centroid moved on
+    #: by the object's own world velocity, estimated from its last two centroids; the static seed is tried when
+    #: nothing is at the predicted one). The floor (:class:`GeometricTracker`) always uses ``static``.
+    seed_motion: str = "static"
 
     def describe(self) -> str:
         return (f"ground {self.ground_cell:g} m grid, p{self.ground_percentile:g} (lowest of "

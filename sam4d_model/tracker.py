@@ -112,6 +112,8 @@ class StreamingTracker:
         self._memories: Dict[int, List[MemoryEntry]] = {}
         self._pending: Dict[int, _PendingPrompt] = {}
         self._seed_world: Dict[int, np.ndarray] = {}  # components prior: last mask centroid (world) per object
+        #: components prior with ``seed_motion: constant_velocity``: (time of the centroid, world velocity) per object
+        self._seed_motion: Dict[int, Tuple[float, np.ndarray]] = {}
         self._t = 0
         self.num_frames = num_frames
         #: per object, its state before each applied prompt (newest last): (memories or None if the prompt created
@@ -139,6 +141,7 @@ class StreamingTracker:
         self._memories.clear()
         self._pending.clear()
         self._seed_world.clear()
+        self._seed_motion.clear()
         self._undo.clear()
         self._t = 0
 
@@ -163,6 +166,8 @@ class StreamingTracker:
                 e.pose = moved[id(e.pose)]
         for oid, s in self._seed_world.items():
             self._seed_world[oid] = t[:3, :3] @ s + t[:3, 3]
+        for oid, (ts, v) in self._seed_motion.items():
+            self._seed_motion[oid] = (ts, t[:3, :3] @ v)
         for stack in self._undo.values():
             stack[:] = [(ents, None if s is None else t[:3, :3] @ s + t[:3, 3]) for ents, s in stack]
 
@@ -172,6 +177,7 @@ class StreamingTracker:
         self._memories.pop(obj_id, None)
         self._pending.pop(obj_id, None)
         self._seed_world.pop(obj_id, None)
+        self._seed_motion.pop(obj_id, None)
         self._undo.pop(obj_id, None)
         return found
 
@@ -371,6 +377,29 @@ class StreamingTracker:
         res.timings = timings
         return res
 
+    #: fastest object speed the constant-velocity seed believes (m/s), and the smoothing of its velocity estimate
+    MAX_OBJECT_SPEED = 25.0
+    VELOCITY_SMOOTHING = 0.5
+
+    def _update_motion(self, oid: int, centroid: np.ndarray, t: float, prompted: bool) -> None:
+        """Velocity of an object's centroid in the world (for ``seed_motion: constant_velocity``)."""
+        prev = self._seed_world.get(oid)
+        if prompted or prev is None or oid not in self._seed_motion:
+            self._seed_motion[oid] = (t, np.zeros(3))
+            return
+        t_prev, v_prev = self._seed_motion[oid]
+        dt = t - t_prev
+        if not 0.0 < dt <= 1.0:
+            self._seed_motion[oid] = (t, np.zeros(3))
+            return
+        v = (centroid - prev) / dt
+        v[2] = 0.0  # along the ground
+        speed = float(np.linalg.norm(v))
+        if speed > self.MAX_OBJECT_SPEED:
+            v *= self.MAX_OBJECT_SPEED / speed
+        a = self.VELOCITY_SMOOTHING
+        self._seed_motion[oid] = (t, a * v + (1 - a) * v_prev)
+
     def _click_seeds(self, p: _PendingPrompt, frame: Frame, xyz: np.ndarray, candidates: np.ndarray) -> List[int]:
         """Indices of the points a prompt's positive clicks land on (:func:`~sam4d_model.geometric.click_seeds`)."""
         from . import geometric as geo
@@ -397,7 +426,13 @@ class StreamingTracker:
                 if oid in clicked:
                     seeds = self._click_seeds(clicked[oid], frame, xyz, ~ground)
                 elif oid in self._seed_world:  # the last mask's centroid, moved into this frame by ego motion
-                    s = geo.carried_seed(xyz, ~ground, self._seed_world[oid], pose, gp)
+                    s = None
+                    if gp.seed_motion == "constant_velocity" and oid in self._seed_motion:
+                        t_prev, vel = self._seed_motion[oid]
+                        ahead = self._seed_world[oid] + vel * float(np.clip(frame.timestamp - t_prev, 0.0, 1.0))
+                        s = geo.carried_seed(xyz, ~ground, ahead, pose, gp)
+                    if s is None:
+                        s = geo.carried_seed(xyz, ~ground, self._seed_world[oid], pose, gp)
                     if s is None:  # nothing where the object was: reported absent (the model's mask is not kept)
                         res.point_masks[j] = False
                         res.point_scores[j] = 0.0
@@ -409,7 +444,10 @@ class StreamingTracker:
                 res.point_masks[j] = geo.refine_lidar_mask(xyz, res.point_masks[j], gp, np.array(seeds, np.int64),
                                                            ground=ground)
                 if res.point_masks[j].any():
-                    self._seed_world[oid] = geo.mask_centroid_world(xyz, res.point_masks[j], pose)
+                    c = geo.mask_centroid_world(xyz, res.point_masks[j], pose)
+                    if gp.seed_motion == "constant_velocity":
+                        self._update_motion(oid, c, float(frame.timestamp), oid in clicked)
+                    self._seed_world[oid] = c
         if self.image_from_lidar:
             res.image_masks = geo.image_masks_from_lidar(xyz, res.point_masks & finite[None], frame.cameras,
                                                          ground_z, gp)

@@ -205,3 +205,28 @@ def test_components_prior_follows_the_box_with_ego_motion():
     gone = tr.step(Frame(pts[inst == 0], [], np.eye(4), index=3))
     assert not gone.point_masks[0].any()  # nothing where the box was: absent, whatever the model's own mask holds
     assert gone.object_scores[0] == 0.0 and not gone.point_scores[0].any()
+
+
+@pytest.mark.parametrize("motion", ["static", "constant_velocity"])
+def test_components_prior_seed_motion(motion):
+    """A box (2 m long) driving away, 1.5 m then 2.5 m per 0.1 s frame: the static seed (the last centroid, 1 m seed
+    radius) loses it at the first 2.5 m step, the constant-velocity seed (``GeometricParams.seed_motion``) keeps it."""
+    import torch
+
+    from sam4d_model.config import load_config
+    from sam4d_model.geometric import GeometricParams
+    from sam4d_model.modeling import build_sam4d
+    from sam4d_model.tracker import StreamingTracker
+
+    torch.manual_seed(0)
+    tr = StreamingTracker(build_sam4d(load_config("sam4d_tiny")), lidar_refine="components",
+                          geometric_params=GeometricParams(seed_motion=motion))
+    tr.add_prompt(1, lidar_points=[[10.0, 0.0, -1.0]])
+    found = []
+    for i, shift in enumerate([0.0, 1.5, 4.0, 6.5, 9.0]):
+        pts, inst = _scene(shift=shift)
+        mask = tr.step(Frame(pts, [], np.eye(4), timestamp=0.1 * i, index=i)).point_masks[0]
+        box = (inst == 1) & ~geo.ground_mask(pts)
+        found.append(bool(mask[box].mean() > 0.9 and not mask[inst == 0].any()))
+    # frame 1 (1.5 m) is found either way; from frame 2 on only with the velocity estimated from the centroids
+    assert found == ([True, True, False, False, False] if motion == "static" else [True] * 5), found
