@@ -288,8 +288,7 @@ def process_bag(in_path, out_path, prompts: List[dict], params: dict, tracker=No
                     registry.add_prompt(oid)
                     commands.put(cmd)
                     accepted.setdefault(frame_idx[0], []).append(dataclasses.replace(cmd))
-                    if d.get("class") not in (None, ""):
-                        semantic_ids(d["class"])  # unknown class names fail here, with the reason
+                    if d.get("class") not in (None, ""):  # checked at the start of process_bag
                         classes_of[oid] = str(d["class"])
             summary["prompts"].append({"entry": d, "accepted": cmd is not None, "object_id": cmd.obj_id if cmd else -1,
                                        "reason": why, "frame": frame_idx[0]})

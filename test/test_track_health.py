@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -111,12 +110,11 @@ def rig():
     pytest.importorskip("sam4d_ros.msg", reason="needs the built interfaces (source install/setup.bash)")
     pytest.importorskip("tf2_msgs.msg", reason="needs tf2_msgs (source install/setup.bash)")
     import torch
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-    from tf2_msgs.msg import TFMessage
+    from sensor_msgs.msg import PointCloud2
 
     from sam4d_model.data.synth import generate_drive, sample_config
     from sam4d_ros.msg import ObjectEvent, ObjectMasks
-    from sam4d_ros.testing import NS, RosHarness, frame_messages
+    from sam4d_ros.testing import NS, RosHarness, SensorPublishers
 
     torch.set_num_threads(2)
     os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid() + 7).randint(171, 199))
@@ -130,31 +128,18 @@ def rig():
     r.events = h.collect(ObjectEvent, "/sam4d/object_events")
     r.objects = h.collect(ObjectMasks, "/sam4d/objects")
     r.out = h.collect(PointCloud2, "/sam4d/points")
-    r.p_cloud = h.publisher(PointCloud2, "/lidar/points", depth=5)
-    r.p_image = h.publisher(Image, "/camera/image_raw", depth=5)
-    r.p_info = h.publisher(CameraInfo, "/camera/camera_info")
-    r.p_tf = h.publisher(TFMessage, "/tf", depth=100)
-    r.p_static = h.publisher(TFMessage, "/tf_static", latched=True, depth=10)
-    for p in (r.p_cloud, r.p_image, r.p_info, r.p_tf, r.p_static):
-        assert h.wait_matched(p), f"node did not subscribe to {p.topic_name}"
-    r.p_static.publish(frame_messages(r.frames[0], r.t0)["tf_static"])
+    r.pubs = SensorPublishers(h)
     yield r
     h.close()
 
 
 def _send(r, frame):
-    from sam4d_ros.testing import frame_messages, stamp_msg
+    from sam4d_ros.testing import frame_messages
 
     r.k += 1
     ns = r.t0 + r.k * 100_000_000
-    m = frame_messages(frame, ns)
     n = len(r.out)
-    r.p_tf.publish(m["tf"])
-    r.p_info.publish(m["info"])
-    m["image"].header.stamp = stamp_msg(ns)
-    r.p_image.publish(m["image"])
-    time.sleep(0.02)
-    r.p_cloud.publish(m["cloud"])
+    r.pubs.send(frame_messages(frame, ns))
     assert r.h.wait_for(lambda: len(r.out) > n, 30.0), f"no output for frame at {ns}"
 
 

@@ -88,15 +88,35 @@ def unpack_semantickitti(labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return (lab & 0xFFFF).astype(np.uint16), (lab >> 16).astype(np.uint16)
 
 
-def write_semantickitti(root: Union[str, Path], seq: str, index: int, points: np.ndarray, semantic: np.ndarray,
-                        instance: np.ndarray) -> Tuple[Path, Path]:
-    """Write one scan: ``velodyne/<index>.bin`` (x y z intensity, float32) and ``labels/<index>.label``."""
+def _columns(points: np.ndarray, n: int) -> np.ndarray:
+    """``(N, n)`` float32: the first columns of ``points`` (at least xyz), zero where it has fewer."""
     pts = np.asarray(points, np.float32)
     if pts.ndim != 2 or pts.shape[1] < 3:
         raise ValueError(f"points must be (N, >=3), got {pts.shape}")
-    xyzi = np.zeros((len(pts), 4), np.float32)
-    xyzi[:, : min(4, pts.shape[1])] = pts[:, :4]
-    if len(semantic) != len(pts) or len(instance) != len(pts):
+    out = np.zeros((len(pts), n), np.float32)
+    k = min(4, n, pts.shape[1])
+    out[:, :k] = pts[:, :k]
+    return out
+
+
+def _read_scan(cloud_file: Union[str, Path], columns: int, label_file: Union[str, Path], label_dtype
+               ) -> Tuple[np.ndarray, np.ndarray]:
+    """``(points (N, columns), labels (N,))`` of a float32 cloud file and its per-point label file."""
+    pts = np.fromfile(cloud_file, dtype=np.float32)
+    if pts.size % columns:
+        raise ValueError(f"{cloud_file}: size is not a multiple of {columns} float32")
+    pts = pts.reshape(-1, columns)
+    lab = np.fromfile(label_file, dtype=label_dtype)
+    if lab.size != len(pts):
+        raise ValueError(f"{label_file}: {lab.size} labels for {len(pts)} points")
+    return pts, lab
+
+
+def write_semantickitti(root: Union[str, Path], seq: str, index: int, points: np.ndarray, semantic: np.ndarray,
+                        instance: np.ndarray) -> Tuple[Path, Path]:
+    """Write one scan: ``velodyne/<index>.bin`` (x y z intensity, float32) and ``labels/<index>.label``."""
+    xyzi = _columns(points, 4)
+    if len(semantic) != len(xyzi) or len(instance) != len(xyzi):
         raise ValueError("one semantic and one instance id per point")
     base = Path(root) / "sequences" / str(seq)
     (base / "velodyne").mkdir(parents=True, exist_ok=True)
@@ -110,13 +130,7 @@ def write_semantickitti(root: Union[str, Path], seq: str, index: int, points: np
 def read_semantickitti(velodyne_bin: Union[str, Path], label_file: Union[str, Path]
                        ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(points (N, 4), semantic, instance)`` of one SemanticKITTI scan, checking that the two files agree."""
-    pts = np.fromfile(velodyne_bin, dtype=np.float32)
-    if pts.size % 4:
-        raise ValueError(f"{velodyne_bin}: size is not a multiple of 4 float32")
-    pts = pts.reshape(-1, 4)
-    lab = np.fromfile(label_file, dtype=np.uint32)
-    if lab.size != len(pts):
-        raise ValueError(f"{label_file}: {lab.size} labels for {len(pts)} points")
+    pts, lab = _read_scan(velodyne_bin, 4, label_file, np.uint32)
     sem, inst = unpack_semantickitti(lab)
     return pts, sem, inst
 
@@ -124,14 +138,12 @@ def read_semantickitti(velodyne_bin: Union[str, Path], label_file: Union[str, Pa
 def write_nuscenes_lidarseg(root: Union[str, Path], name: str, points: np.ndarray, classes: np.ndarray,
                             ring: Optional[np.ndarray] = None) -> Tuple[Path, Path]:
     """Write ``samples/LIDAR_TOP/<name>.pcd.bin`` (x y z intensity ring) and ``lidarseg/<name>_lidarseg.bin``."""
-    pts = np.asarray(points, np.float32)
+    cloud = _columns(points, 5)
     cls = np.asarray(classes)
-    if len(cls) != len(pts):
+    if len(cls) != len(cloud):
         raise ValueError("one class per point")
     if cls.min(initial=0) < 0 or cls.max(initial=0) >= len(NUSCENES_LIDARSEG_CLASSES):
         raise ValueError(f"nuScenes-lidarseg classes are 0..{len(NUSCENES_LIDARSEG_CLASSES) - 1}")
-    cloud = np.zeros((len(pts), 5), np.float32)
-    cloud[:, : min(4, pts.shape[1])] = pts[:, :4]
     if ring is not None:
         cloud[:, 4] = np.asarray(ring, np.float32)
     root = Path(root)
@@ -145,11 +157,4 @@ def write_nuscenes_lidarseg(root: Union[str, Path], name: str, points: np.ndarra
 
 def read_nuscenes_lidarseg(pcd_bin: Union[str, Path], lidarseg_bin: Union[str, Path]) -> Tuple[np.ndarray, np.ndarray]:
     """``(points (N, 5), classes uint8)``, checking one class per point as the devkit does."""
-    pts = np.fromfile(pcd_bin, dtype=np.float32)
-    if pts.size % 5:
-        raise ValueError(f"{pcd_bin}: size is not a multiple of 5 float32")
-    pts = pts.reshape(-1, 5)
-    cls = np.fromfile(lidarseg_bin, dtype=np.uint8)
-    if cls.size != len(pts):
-        raise ValueError(f"{lidarseg_bin}: {cls.size} labels for {len(pts)} points")
-    return pts, cls
+    return _read_scan(pcd_bin, 5, lidarseg_bin, np.uint8)
