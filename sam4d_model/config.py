@@ -205,6 +205,11 @@ class SAM4DConfig:
 
     name: str = "sam4d_small"
     d_model: int = 256
+    #: ``False``: a LiDAR-only model. Cameras are not encoded (the image encoder's weights exist but are unused),
+    #: the tracker carries image clicks to the LiDAR point under them and draws image masks from the LiDAR masks
+    #: (``image_from_lidar``), and training prompts and supervises the LiDAR only. For CPU-trained models whose
+    #: image branch does not transfer to real images (``sam4d_tiny_lidar``); the paper's model uses both.
+    use_cameras: bool = True
     image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     lidar: LidarEncoderConfig = field(default_factory=LidarEncoderConfig)
     umpe: UMPEConfig = field(default_factory=UMPEConfig)
@@ -308,4 +313,13 @@ def load_config(name_or_path: Union[str, Path, Dict[str, Any], SAM4DConfig]) -> 
     with open(p, "r", encoding="utf-8") as f:
         data = yaml.safe_load(f) or {}
     data.setdefault("name", p.stem)
+    base = data.pop("base", None)
+    if base is not None:  # ``base: <name>``: that config with this file's keys merged over it, section by section
+        merged = load_config(base).to_dict()
+        for key, value in data.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key].update(value)
+            else:
+                merged[key] = value
+        data = merged
     return config_from_dict(data)

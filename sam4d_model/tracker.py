@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .data.geometry import project_to_image
 from .modeling.sam4d import NO_OBJ_SCORE, SAM4D, FrameFeatures, MemoryEntry, ObjectPrompt
 from .types import Frame
 
@@ -85,6 +86,8 @@ class StreamingTracker:
         ``image_from_lidar`` replaces each image mask by the hull of the LiDAR mask's camera-visible projected
         points (the cross-modal path, for models whose image branch is weaker than their LiDAR branch).
         ``geometric_params``: :class:`~sam4d_model.geometric.GeometricParams` of both.
+        A LiDAR-only model (``use_cameras: false``) always gets ``image_from_lidar``, and its image prompts are carried
+        to the LiDAR (:meth:`_image_prompt_to_lidar`).
         """
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -103,7 +106,8 @@ class StreamingTracker:
         if lidar_refine not in ("none", "components"):
             raise ValueError(f"lidar_refine must be 'none' or 'components', got {lidar_refine!r}")
         self.lidar_refine = lidar_refine
-        self.image_from_lidar = bool(image_from_lidar)
+        # a LiDAR-only model has no image masks of its own: they always come from its LiDAR masks
+        self.image_from_lidar = bool(image_from_lidar) or not self.model.cfg.use_cameras
         if geometric_params is None:
             from .geometric import GeometricParams
 
@@ -271,6 +275,8 @@ class StreamingTracker:
         ci = self._camera_index(frame, p.camera)
         if has_img and ci is None:
             warnings.warn(f"image prompt for camera {p.camera!r} ignored: the frame has no such camera", stacklevel=3)
+        if has_img and ci is not None and not self.model.cfg.use_cameras:
+            p, has_img = self._image_prompt_to_lidar(p, frame.points, frame.cameras[ci]), False
         if has_img and ci is not None:
             cam = feats.cams[ci]
             aug = cam.img_aug.cpu().numpy()
@@ -314,6 +320,46 @@ class StreamingTracker:
                 op.pts_mask = torch.as_tensor(m[valid].astype(np.float32), device=dev)
                 break
         return op
+
+    def _image_prompt_to_lidar(self, p: _PendingPrompt, points: np.ndarray, cam) -> _PendingPrompt:
+        """A LiDAR-only model's view of an image prompt: each click becomes a click (same label) on the non-ground
+        LiDAR point under it (:func:`~sam4d_model.geometric.pixel_seed`; none under it: dropped with a warning), a
+        box a positive click at its centre, a mask the non-ground points projected into it.
+        """
+        from . import geometric as geo
+
+        gp = self.geometric_params
+        xyz, finite = geo.finite_xyz(points)
+        ng = finite & ~geo.ground_mask(xyz, gp) if len(xyz) else finite
+        q = _PendingPrompt(camera=p.camera, lidar_points=list(p.lidar_points), lidar_labels=list(p.lidar_labels),
+                           lidar_box=p.lidar_box, lidar_mask=p.lidar_mask, lidar_logits=p.lidar_logits)
+        uv = [np.concatenate(p.image_points, 0)] if p.image_points else []
+        lab = [np.concatenate(p.image_labels, 0)] if p.image_labels else []
+        if p.image_box is not None:
+            uv.append(p.image_box.reshape(2, 2).mean(0, keepdims=True))
+            lab.append(np.ones(1, np.int64))
+        pts, labs, missed = [], [], 0
+        for u, lb in zip(np.concatenate(uv, 0) if uv else [], np.concatenate(lab, 0) if lab else []):
+            s = geo.pixel_seed(xyz, ng, u, cam.intrinsics, cam.camera2lidar, cam.width, cam.height, gp.pixel_radius,
+                               gp.pixel_band)
+            if s is None:
+                missed += 1
+                continue
+            pts.append(xyz[s])
+            labs.append(int(lb))
+        if missed:
+            warnings.warn(f"{missed} image click(s) ignored: no LiDAR point under them (LiDAR-only model)",
+                          stacklevel=4)
+        if pts:
+            q.lidar_points.append(np.asarray(pts, np.float64))
+            q.lidar_labels.append(np.asarray(labs, np.int64))
+        if p.image_mask is not None and len(xyz):
+            uvp, _, ok = project_to_image(xyz, cam.intrinsics, cam.camera2lidar, cam.width, cam.height)
+            inside = np.zeros(len(xyz), bool)
+            iu = np.clip(np.round(uvp[ok]).astype(np.int64), 0, [cam.width - 1, cam.height - 1])
+            inside[np.flatnonzero(ok)] = np.asarray(p.image_mask, bool)[iu[:, 1], iu[:, 0]]
+            q.lidar_mask = (inside & ng) | (False if q.lidar_mask is None else q.lidar_mask)
+        return q
 
     # --------------------------------------------------------------------------------------------------- step
     def _prune(self, obj_id: int) -> None:

@@ -259,16 +259,17 @@ class SAM4D(nn.Module):
         s = self.image_size
         stride = self.cfg.image.backbone_stride
         h = w = s // stride
-        if frame.cameras:
+        cameras = frame.cameras if self.cfg.use_cameras else []
+        if cameras:
             with _timed(timings, "image_encoder", dev):
-                imgs = torch.cat([self.preprocess_image(c.image) for c in frame.cameras], 0)
+                imgs = torch.cat([self.preprocess_image(c.image) for c in cameras], 0)
                 with self._autocast():
                     out = self.image_encoder(imgs)
                 fpn = out["backbone_fpn"]
                 feats.img_tokens = self.img_token_norm(fpn[2].flatten(2).transpose(1, 2).float())
                 feats.img_s0, feats.img_s1 = fpn[0].float(), fpn[1].float()
                 feats.img_hw = (h, w)
-            for c in frame.cameras:
+            for c in cameras:
                 feats.cams.append(CameraCalib(
                     img_aug=_t64(image_aug_matrix((c.height, c.width), s), dev),
                     intrinsics=_t64(c.intrinsics, dev),

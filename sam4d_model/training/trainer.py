@@ -273,6 +273,8 @@ class ClipLoss(nn.Module):
         total = None
         logs: Dict[str, float] = {}
         n_terms = 0
+        # a LiDAR-only model (use_cameras false) is prompted and supervised in the LiDAR only
+        modality = plan.prompt_modality if model.cfg.use_cameras else {o: "lidar" for o in plan.obj_ids}
         for t, (frame, lab) in enumerate(zip(plan.frames, plan.labels)):
             feats = model.encode_frame(frame, frame_idx=t)
             cam = frame.cameras[0].name if frame.cameras else None
@@ -290,7 +292,7 @@ class ClipLoss(nn.Module):
             prompts = [None] * len(plan.obj_ids)
             if t in plan.cond_frames:
                 for j, o in enumerate(plan.obj_ids):
-                    st = first_prompt(plan.prompt_kind[o], plan.prompt_modality[o], frame, gt_imgs[j], gt_pts[j], rng)
+                    st = first_prompt(plan.prompt_kind[o], modality[o], frame, gt_imgs[j], gt_pts[j], rng)
                     states[(t, j)] = st
                     prompts[j] = st.build(model, feats, frame)
             rounds = 1 + (cfg.num_correction_iters if t in plan.correction_frames else 0)
@@ -299,7 +301,7 @@ class ClipLoss(nn.Module):
                 if r > 0 and out is not None:  # corrective clicks from the last prediction, added to the prompts
                     for j, o in enumerate(plan.obj_ids):
                         st = states[(t, j)]
-                        mod = plan.prompt_modality[o]
+                        mod = modality[o]
                         if mod in ("image", "both") and out.img_logits is not None and gt_imgs[j] is not None:
                             pred = _image_pred(out.img_logits[j, 0], frame.cameras[0])
                             c = ps.image_correction(pred, gt_imgs[j], rng)
