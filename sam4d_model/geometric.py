@@ -49,6 +49,15 @@ class GeometricParams:
     #: refine_lidar_mask with a seed: other components of the mask are kept only within this gap (m) of the seed's
     #: component (an object split by an occluder), never elsewhere in the scene
     merge_gap: float = 1.5
+    #: refine_lidar_mask with a seed, which other components within ``merge_gap`` join the seed's: ``share`` (those
+    #: holding >= 20 % of the mask's non-ground points) or ``coverage`` (those the model's mask covers by at least
+    #: ``merge_coverage`` of their points: a sparse scan splits one object into several components, ring by ring,
+    #: and the model decides which belong to it)
+    merge_rule: str = "share"
+    merge_coverage: float = 0.5
+    #: refine_lidar_mask: also keep the mask's ground points within ``grow_radius`` of the refined mask (ground
+    #: removal cuts the bottom ``ground_margin`` of every object; the model decides which of those points are it)
+    keep_model_ground: bool = False
     #: lidar_mask_to_image: the hull also takes a copy of every visible masked point lowered by this fraction of its
     #: height above the estimated ground (ground removal cuts the bottom ``ground_margin`` of every object, and the
     #: bottom beams miss wheels and bumpers). 0.375 was the best of 0 / 0.25 / 0.375 / 0.5 on the synthetic
@@ -59,6 +68,11 @@ class GeometricParams:
     #: by the object's own world velocity, estimated from its last two centroids; the static seed is tried when
     #: nothing is at the predicted one). The floor (:class:`GeometricTracker`) always uses ``static``.
     seed_motion: str = "static"
+
+    def __post_init__(self):
+        for name, allowed in (("merge_rule", ("share", "coverage")), ("seed_motion", ("static", "constant_velocity"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"GeometricParams.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
 
     def describe(self) -> str:
         return (f"ground {self.ground_cell:g} m grid, p{self.ground_percentile:g} (lowest of "
@@ -327,7 +341,8 @@ def refine_lidar_mask(xyz: np.ndarray, mask: np.ndarray, p: Optional[GeometricPa
     """Connectivity-aware refinement of a LiDAR mask: drop its ground points, then keep the connected
     non-ground components (``grow_radius`` linkage, within ``max_extent`` of the seed) that hold at least
     ``min_share`` of the mask's non-ground points, completed to the whole component. ``seeds`` (indices, e.g. the
-    clicked point) always keep their component, and then other components count only within ``merge_gap`` of it.
+    clicked point) always keep their component, and then other components count only within ``merge_gap`` of it
+    (and join by ``p.merge_rule``); ``p.keep_model_ground`` keeps the mask's ground points next to the result.
     """
     p = p or GeometricParams()
     xyz = np.asarray(xyz, np.float64)
@@ -352,13 +367,19 @@ def refine_lidar_mask(xyz: np.ndarray, mask: np.ndarray, p: Optional[GeometricPa
         touching[idx[np.isfinite(d)]] = True
         rest &= touching
     total = int(m.sum())
+    by_coverage = near is not None and p.merge_rule == "coverage"
     while rest.any():
         s = int(np.flatnonzero(rest)[0])
         comp = region_grow(xyz, ng, np.array([s]), p.grow_radius, p.max_extent, tree)
-        share = int((comp & m).sum()) / max(total, 1)
-        if share >= min_share:
+        covered = int((comp & m).sum())
+        if (covered >= p.merge_coverage * int(comp.sum())) if by_coverage else (covered / max(total, 1) >= min_share):
             out |= comp
         rest &= ~comp
+    if p.keep_model_ground and out.any():
+        low = np.flatnonzero(mask & ~ng)
+        if len(low):
+            d, _ = _tree(xyz[out]).query(xyz[low], distance_upper_bound=p.grow_radius)
+            out[low[np.isfinite(d)]] = True
     return out
 
 

@@ -230,3 +230,32 @@ def test_components_prior_seed_motion(motion):
         found.append(bool(mask[box].mean() > 0.9 and not mask[inst == 0].any()))
     # frame 1 (1.5 m) is found either way; from frame 2 on only with the velocity estimated from the centroids
     assert found == ([True, True, False, False, False] if motion == "static" else [True] * 5), found
+
+
+def _grid(x, y, z, step=0.2):
+    g = np.stack(np.meshgrid(np.arange(*x, step), np.arange(*y, step), np.arange(*z, step), indexing="ij"), -1)
+    return g.reshape(-1, 3)
+
+
+def test_refine_by_coverage_joins_what_the_model_covers():
+    """merge_rule='coverage': a component near the clicked one joins when the model covers most of it (an object
+    split in two by a gap between scan rings), a neighbour it barely touches does not, however much else the mask
+    holds; keep_model_ground gives back the object's bottom that ground removal cut, not ground elsewhere."""
+    parts = {"ground": _grid((0, 34), (-6, 8), (0, 0.01)), "bottom": _grid((10, 12), (0, 2), (0.1, 0.2)),
+             "low": _grid((10, 12), (0, 2), (0.4, 0.81)), "high": _grid((10, 12), (0, 2), (1.5, 1.71)),
+             "neighbour": _grid((13.2, 15), (0, 2), (0.4, 1.21)), "wall": _grid((30, 30.1), (-5, 5), (0.4, 3))}
+    pts = np.concatenate(list(parts.values()))
+    part = np.concatenate([np.full(len(v), k) for k, v in parts.items()])
+    ground = geo.ground_mask(pts)
+    assert ground[part == "bottom"].all() and not ground[np.isin(part, ["low", "high", "neighbour"])].any()
+    model = np.isin(part, ["bottom", "low", "high", "wall"])
+    model[np.flatnonzero(part == "neighbour")[:3]] = True
+    model[np.flatnonzero((part == "ground") & (pts[:, 0] > 16))[::50]] = True  # ground far from the object
+    seed = np.array([np.flatnonzero(part == "low")[0]])
+    p = geo.GeometricParams(merge_rule="coverage", keep_model_ground=True)
+    out = geo.refine_lidar_mask(pts, model, p, seed, ground=ground)
+    assert (out == np.isin(part, ["bottom", "low", "high"])).all()
+    share = geo.refine_lidar_mask(pts, model, geo.GeometricParams(), seed, ground=ground)
+    assert (share == (part == "low")).all()  # the wall's share of the mask hides the object's upper ring
+    with pytest.raises(ValueError, match="merge_rule"):
+        geo.GeometricParams(merge_rule="nope")

@@ -61,8 +61,10 @@ def _suite(name: str, clip_len: int, max_objects: int, floor: bool = True):
                  EvalSettings(protocol="stream", prompt="1click", prompt_modality="image")]
     elif name == "floor":
         suite = []
+    elif name == "lidar":  # the floor's rows (LiDAR click: frame, stream; image click: frame) for the model
+        suite = [EvalSettings(**dict(r, method="model")) for r in FLOOR_ROWS]
     else:
-        raise SystemExit(f"unknown suite {name!r} (paper, quick, real, floor)")
+        raise SystemExit(f"unknown suite {name!r} (paper, quick, real, lidar, floor)")
     if floor or name == "floor":
         suite += [EvalSettings(**r) for r in FLOOR_ROWS]
     return [replace(s, clip_len=clip_len, max_objects=max_objects) for s in suite]
@@ -83,6 +85,25 @@ def format_table(rows: List[Dict]) -> str:
     return "\n".join(lines)
 
 
+def parse_prior(items: List[str]):
+    """``GeometricParams`` with ``NAME=VALUE`` overrides (values typed like the field's default)."""
+    from dataclasses import fields
+
+    from ..geometric import GeometricParams
+
+    kinds = {f.name: type(f.default) for f in fields(GeometricParams)}
+    kw = {}
+    for it in items:
+        name, _, value = it.partition("=")
+        if name not in kinds or not value:
+            raise SystemExit(f"--prior {it!r}: expected NAME=VALUE with NAME one of {sorted(kinds)}")
+        kw[name] = value.lower() in ("1", "true", "yes") if kinds[name] is bool else kinds[name](value)
+    try:
+        return GeometricParams(**kw)
+    except ValueError as e:
+        raise SystemExit(f"--prior: {e}") from e
+
+
 def run(args) -> Dict:
     """Evaluate; returns the result dict also written as JSON."""
     from tqdm import tqdm
@@ -96,6 +117,7 @@ def run(args) -> Dict:
 
     suite = _suite(args.suite, args.clip_len, args.max_objects, floor=not args.no_floor)
     floor_params = GeometricParams()
+    prior_params = parse_prior(args.prior)
     model, cfg = (None, None)
     if any(s.method == "model" for s in suite):
         model, cfg = load_model(args.checkpoint, args.device, args.config)
@@ -104,7 +126,8 @@ def run(args) -> Dict:
         if s.method == "geometric":
             return lambda ego: GeometricTracker(floor_params, use_ego_motion=ego, max_objects=64)
         return lambda ego: StreamingTracker(model, device=model.device, max_objects=64, use_ego_motion=ego,
-                                            lidar_refine=args.lidar_refine, image_from_lidar=args.image_from_lidar)
+                                            lidar_refine=args.lidar_refine, image_from_lidar=args.image_from_lidar,
+                                            geometric_params=prior_params)
 
     prompts = None
     if args.prompts:
@@ -152,6 +175,7 @@ def run(args) -> Dict:
     result = {"checkpoint": args.checkpoint or "embedded", "model": cfg.name if cfg else None,
               "sequences": [n for n, _ in seqs], "prompts": args.prompts, "frames_per_sequence": args.frames,
               "lidar_refine": args.lidar_refine, "image_from_lidar": args.image_from_lidar,
+              "prior": asdict(prior_params),
               "floor": {"method": "geometric", **asdict(floor_params), "describe": floor_params.describe()},
               "results": rows, "seconds": time.time() - t0}
     tmp = out / "results.json.tmp"
@@ -232,7 +256,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-objects", type=int, default=3, help="objects per clip (with --prompts: the first N "
                    "prompts of the file; <= 0: all)")
     p.add_argument("--suite", default="paper", help="paper | quick | real (1 click per object: for --prompts) | "
-                   "floor (only the geometric rows)")
+                   "lidar (the floor's rows for the model) | floor (only the geometric rows)")
     p.add_argument("--prompts", default=None, help="prompts file (prompts_<seq>.json: object_id, frame_idx, "
                    "lidar_xyz, image_uv) instead of simulated clicks; with --layout and one sequence")
     p.add_argument("--no-floor", action="store_true", help="leave out the classical geometric floor rows")
@@ -240,6 +264,8 @@ def main(argv=None) -> int:
                    "refinement of the model's LiDAR masks, sam4d_model.geometric.refine_lidar_mask)")
     p.add_argument("--image-from-lidar", action="store_true", help="tracker option: image masks from the hull "
                    "of the LiDAR mask's projected points (cross-modal path) instead of the image decoder")
+    p.add_argument("--prior", action="append", default=[], metavar="NAME=VALUE", help="a GeometricParams field "
+                   "of the model's priors (e.g. merge_rule=coverage); the floor rows keep the defaults")
     p.add_argument("--overlays", type=int, default=2, help="overlay PNGs per setting and sequence")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--kitti", default=None, help="a KITTI raw drive (qualitative: clicks on frame 0, overlays)")
