@@ -58,6 +58,10 @@ class GeometricParams:
     #: refine_lidar_mask: also keep the mask's ground points within ``grow_radius`` of the refined mask (ground
     #: removal cuts the bottom ``ground_margin`` of every object; the model decides which of those points are it)
     keep_model_ground: bool = False
+    #: The node's components prior on frames without a prompt: also give the carried seed (the point the last
+    #: mask's centroid lands on) to the model as a LiDAR click, so that the model segments every frame from the
+    #: click the floor grows from instead of from its memory alone (stored as a tracked frame, not a prompted one)
+    reprompt_seed: bool = False
     #: lidar_mask_to_image: the hull also takes a copy of every visible masked point lowered by this fraction of its
     #: height above the estimated ground (ground removal cuts the bottom ``ground_margin`` of every object, and the
     #: bottom beams miss wheels and bumpers). 0.375 was the best of 0 / 0.25 / 0.375 / 0.5 on the synthetic

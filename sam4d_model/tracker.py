@@ -400,9 +400,22 @@ class StreamingTracker:
                 prompts.append(self._to_object_prompt(p, frame, feats) if p is not None else None)
                 if p is not None and (p.lidar_points or p.image_points):
                     clicked[oid] = p
+            prior = self._prior_inputs(frame) if self.lidar_refine != "none" or self.image_from_lidar else None
+            carried: Dict[int, Optional[int]] = {}
+            if self.lidar_refine == "components":
+                for j, oid in enumerate(ids):
+                    if oid not in clicked and oid in self._seed_world:
+                        carried[oid] = s = self._carried_seed(oid, frame, prior)
+                        if s is not None and prompts[j] is None and self.geometric_params.reprompt_seed:
+                            seed_click = _PendingPrompt(lidar_points=[prior[0][s][None]],
+                                                        lidar_labels=[np.ones(1, np.int64)])
+                            prompts[j] = self._to_object_prompt(seed_click, frame, feats)
+            reprompted = {j for j, oid in enumerate(ids) if prompts[j] is not None and oid not in self._pending}
             mems = [self._memories.get(oid, []) for oid in ids]
             out = model(feats, mems, prompts, store_memory=True, num_past=self.num_past_frames,
                         timings=timings, num_frames=self.num_frames, use_ego_motion=self.use_ego_motion)
+            for j in reprompted:  # a seed click is the tracker's, not the user's: kept as a tracked frame
+                out.new_memory[j].is_prompted = False
             t_post = time.perf_counter()
             for oid in self._pending:
                 stack = self._undo.setdefault(oid, [])
@@ -415,8 +428,8 @@ class StreamingTracker:
                 self._prune(oid)
             self._pending.clear()
             res = self._make_result(ids, frame, feats, out, n)
-            if self.lidar_refine != "none" or self.image_from_lidar:
-                self._apply_priors(res, frame, clicked)
+            if prior is not None:
+                self._apply_priors(res, frame, clicked, prior, carried)
             timings["postprocess"] = time.perf_counter() - t_post
         res.frame_index = idx
         timings["total"] = time.perf_counter() - t0
@@ -456,29 +469,50 @@ class StreamingTracker:
         return geo.click_seeds(xyz, candidates, lidar, uv, None if ci is None else frame.cameras[ci],
                                self.geometric_params)
 
-    def _apply_priors(self, res: TrackResult, frame: Frame, clicked: Dict[int, "_PendingPrompt"]) -> None:
-        """The geometric priors of the constructor (in place on ``res``); ``clicked``: this frame's prompts."""
+    def _prior_inputs(self, frame: Frame) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(xyz, finite, ground_z, ground)`` of a frame for the geometric priors."""
+        from . import geometric as geo
+
+        xyz, finite = geo.finite_xyz(frame.points)
+        ground_z = geo.frame_ground_height(xyz, finite, self.geometric_params)
+        return xyz, finite, ground_z, xyz[:, 2] < ground_z + self.geometric_params.ground_margin
+
+    def _carried_seed(self, oid: int, frame: Frame, prior) -> Optional[int]:
+        """The point an object's last mask centroid (moved by ego motion, and by its own velocity with
+        ``seed_motion: constant_velocity``) lands on in this frame, or None.
+        """
         from . import geometric as geo
 
         gp = self.geometric_params
-        xyz, finite = geo.finite_xyz(frame.points)
+        xyz, _, _, ground = prior
+        pose = np.asarray(frame.lidar2world, np.float64) if self.use_ego_motion else np.eye(4)
+        s = None
+        if gp.seed_motion == "constant_velocity" and oid in self._seed_motion:
+            t_prev, vel = self._seed_motion[oid]
+            ahead = self._seed_world[oid] + vel * float(np.clip(frame.timestamp - t_prev, 0.0, 1.0))
+            s = geo.carried_seed(xyz, ~ground, ahead, pose, gp)
+        if s is None:
+            s = geo.carried_seed(xyz, ~ground, self._seed_world[oid], pose, gp)
+        return s
+
+    def _apply_priors(self, res: TrackResult, frame: Frame, clicked: Dict[int, "_PendingPrompt"], prior,
+                      carried: Dict[int, Optional[int]]) -> None:
+        """The geometric priors of the constructor (in place on ``res``); ``clicked``: this frame's prompts,
+        ``prior``: :meth:`_prior_inputs`, ``carried``: :meth:`_carried_seed` of the objects that have one.
+        """
+        from . import geometric as geo
+
+        gp = self.geometric_params
+        xyz, finite, ground_z, ground = prior
         if len(xyz) == 0 or not res.obj_ids or not res.point_masks.size:
             return
-        ground_z = geo.frame_ground_height(xyz, finite, gp)
         if self.lidar_refine == "components":
-            ground = xyz[:, 2] < ground_z + gp.ground_margin
             pose = np.asarray(frame.lidar2world, np.float64) if self.use_ego_motion else np.eye(4)
             for j, oid in enumerate(res.obj_ids):
                 if oid in clicked:
                     seeds = self._click_seeds(clicked[oid], frame, xyz, ~ground)
-                elif oid in self._seed_world:  # the last mask's centroid, moved into this frame by ego motion
-                    s = None
-                    if gp.seed_motion == "constant_velocity" and oid in self._seed_motion:
-                        t_prev, vel = self._seed_motion[oid]
-                        ahead = self._seed_world[oid] + vel * float(np.clip(frame.timestamp - t_prev, 0.0, 1.0))
-                        s = geo.carried_seed(xyz, ~ground, ahead, pose, gp)
-                    if s is None:
-                        s = geo.carried_seed(xyz, ~ground, self._seed_world[oid], pose, gp)
+                elif oid in carried:  # the last mask's centroid, moved into this frame by ego motion
+                    s = carried[oid]
                     if s is None:  # nothing where the object was: reported absent (the model's mask is not kept)
                         res.point_masks[j] = False
                         res.point_scores[j] = 0.0

@@ -259,3 +259,32 @@ def test_refine_by_coverage_joins_what_the_model_covers():
     assert (share == (part == "low")).all()  # the wall's share of the mask hides the object's upper ring
     with pytest.raises(ValueError, match="merge_rule"):
         geo.GeometricParams(merge_rule="nope")
+
+
+def test_reprompt_seed_clicks_the_carried_seed_for_the_model():
+    """GeometricParams.reprompt_seed: on a frame without a prompt the model gets a LiDAR click on the carried seed
+    (its output is what an explicit click there gives), and that frame's memory is stored as tracked, not prompted."""
+    import torch
+
+    from sam4d_model.config import load_config
+    from sam4d_model.geometric import GeometricParams
+    from sam4d_model.modeling import build_sam4d
+    from sam4d_model.tracker import StreamingTracker
+
+    torch.manual_seed(0)
+    model = build_sam4d(load_config("sam4d_tiny"))
+    trackers = [StreamingTracker(model, lidar_refine="components", geometric_params=GeometricParams(reprompt_seed=r))
+                for r in (True, False, False)]
+    f0, f1 = (Frame(_scene(shift=s)[0], [], np.eye(4), index=i) for i, s in enumerate((0.0, 0.4)))
+    for tr in trackers:
+        tr.add_prompt(1, lidar_points=[[10.0, 0.0, -1.0]])
+        tr.step(f0)
+    reprompt, plain, explicit = trackers
+    seed = reprompt._carried_seed(1, f1, reprompt._prior_inputs(f1))
+    assert seed is not None
+    explicit.add_prompt(1, lidar_points=f1.points[seed:seed + 1, :3])
+    r_re, r_plain, r_exp = (tr.step(f1) for tr in trackers)
+    np.testing.assert_array_equal(r_re.point_scores, r_exp.point_scores)
+    assert np.abs(r_re.point_scores - r_plain.point_scores).max() > 1e-4
+    assert [e.is_prompted for e in reprompt._memories[1]] == [True, False]
+    assert [e.is_prompted for e in explicit._memories[1]] == [True, True]
