@@ -521,10 +521,12 @@ class StreamingTracker:
                     seeds = [s]
                 else:
                     seeds = []
-                res.point_masks[j] = geo.refine_lidar_mask(xyz, res.point_masks[j], gp, np.array(seeds, np.int64),
-                                                           ground=ground)
-                if res.point_masks[j].any():
-                    c = geo.mask_centroid_world(xyz, res.point_masks[j], pose)
+                res.point_masks[j], core = geo.refine_lidar_mask(xyz, res.point_masks[j], gp,
+                                                                 np.array(seeds, np.int64), ground=ground,
+                                                                 with_core=True)
+                follow = core if gp.seed_from == "core" and core.any() else res.point_masks[j]
+                if follow.any():
+                    c = geo.mask_centroid_world(xyz, follow, pose)
                     if gp.seed_motion == "constant_velocity":
                         self._update_motion(oid, c, float(frame.timestamp), oid in clicked)
                     self._seed_world[oid] = c

@@ -157,7 +157,9 @@ def test_components_prior_seeds_from_image_and_lidar_clicks(modality):
     k = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
     cam2lidar = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]], float)
     frame = Frame(pts, [CameraFrame("FRONT", np.zeros((240, 320, 3), np.uint8), k, cam2lidar)], np.eye(4), index=0)
-    tr = StreamingTracker(build_sam4d(load_config("sam4d_tiny")), lidar_refine="components")
+    # a random model's mask holds ground around the box, which keep_model_ground would keep: off, to test the seeds
+    tr = StreamingTracker(build_sam4d(load_config("sam4d_tiny")), lidar_refine="components",
+                          geometric_params=geo.GeometricParams(keep_model_ground=False))
     if modality == "image":
         tr.add_prompt(1, image_points=[[160.0, 150.0]])  # the box centre (10, 0, -1) seen by the camera
     else:
@@ -190,7 +192,9 @@ def test_components_prior_follows_the_box_with_ego_motion():
     from sam4d_model.tracker import StreamingTracker
 
     torch.manual_seed(0)
-    tr = StreamingTracker(build_sam4d(load_config("sam4d_tiny")), lidar_refine="components")
+    # a random model's mask holds ground around the box, which keep_model_ground would keep: off, to test the seeds
+    tr = StreamingTracker(build_sam4d(load_config("sam4d_tiny")), lidar_refine="components",
+                          geometric_params=geo.GeometricParams(keep_model_ground=False))
     tr.add_prompt(1, lidar_points=[[10.0, 0.0, -1.0]])
     for i in range(3):  # the ego drives 3 m per frame towards a box static in the world
         pts, inst = _scene(shift=-3.0 * i)
@@ -220,7 +224,7 @@ def test_components_prior_seed_motion(motion):
 
     torch.manual_seed(0)
     tr = StreamingTracker(build_sam4d(load_config("sam4d_tiny")), lidar_refine="components",
-                          geometric_params=GeometricParams(seed_motion=motion))
+                          geometric_params=GeometricParams(seed_motion=motion, keep_model_ground=False))
     tr.add_prompt(1, lidar_points=[[10.0, 0.0, -1.0]])
     found = []
     for i, shift in enumerate([0.0, 1.5, 4.0, 6.5, 9.0]):
@@ -252,10 +256,11 @@ def test_refine_by_coverage_joins_what_the_model_covers():
     model[np.flatnonzero(part == "neighbour")[:3]] = True
     model[np.flatnonzero((part == "ground") & (pts[:, 0] > 16))[::50]] = True  # ground far from the object
     seed = np.array([np.flatnonzero(part == "low")[0]])
-    p = geo.GeometricParams(merge_rule="coverage", keep_model_ground=True)
-    out = geo.refine_lidar_mask(pts, model, p, seed, ground=ground)
-    assert (out == np.isin(part, ["bottom", "low", "high"])).all()
-    share = geo.refine_lidar_mask(pts, model, geo.GeometricParams(), seed, ground=ground)
+    out, core = geo.refine_lidar_mask(pts, model, geo.GeometricParams(), seed, ground=ground, with_core=True)
+    assert (out == np.isin(part, ["bottom", "low", "high"])).all()  # the defaults
+    assert (core == (part == "low")).all()  # the seed's own component: what the floor segments
+    share = geo.refine_lidar_mask(pts, model, geo.GeometricParams(merge_rule="share", keep_model_ground=False), seed,
+                                  ground=ground)
     assert (share == (part == "low")).all()  # the wall's share of the mask hides the object's upper ring
     with pytest.raises(ValueError, match="merge_rule"):
         geo.GeometricParams(merge_rule="nope")
