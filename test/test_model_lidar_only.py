@@ -112,3 +112,23 @@ def test_lidar_only_training_step(drive, tmp_path):
     row = next(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert np.isfinite(float(row["total"])) and float(row["pts_dice"]) > 0
     assert not row.get("img_dice")  # no image term: the model saw no camera
+
+
+@pytest.mark.filterwarnings("ignore:spconv has no CPU backward")
+def test_lidar_only_training_never_prompts_the_image(drive):
+    """A prompted frame where the object has image pixels but no LiDAR points gives it no prompt (it used to fall
+    back to an image prompt, which a LiDAR-only model cannot take: the 2026-12-07 run crashed at step 7,750)."""
+    from sam4d_model.training.trainer import ClipLoss, ClipPlan
+    from sam4d_model.types import FrameLabels
+
+    sf0, sf1 = drive[0], drive[1]
+    oid, _, _ = _object_under_pixel(sf0)
+    lab1 = FrameLabels(np.where(sf1.labels.point_instance == oid, 0, sf1.labels.point_instance),
+                       sf1.labels.image_instance)
+    cam = sf0.frame.cameras[0].name
+    assert (lab1.image_instance[cam] == oid).any() and not (lab1.point_instance == oid).any()
+    plan = ClipPlan([sf0.frame, sf1.frame], [sf0.labels, lab1], [oid], [0, 1], {oid: "click"}, {oid: "image"}, [])
+    torch.manual_seed(0)
+    m = build_sam4d(load_config("sam4d_tiny_lidar"))
+    terms = ClipLoss(m, TrainConfig(model="sam4d_tiny_lidar")).forward(plan, np.random.default_rng(0))
+    assert torch.isfinite(terms["total"]) and "img_dice" not in terms

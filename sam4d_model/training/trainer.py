@@ -292,7 +292,8 @@ class ClipLoss(nn.Module):
             prompts = [None] * len(plan.obj_ids)
             if t in plan.cond_frames:
                 for j, o in enumerate(plan.obj_ids):
-                    st = first_prompt(plan.prompt_kind[o], modality[o], frame, gt_imgs[j], gt_pts[j], rng)
+                    st = first_prompt(plan.prompt_kind[o], modality[o], frame,
+                                      gt_imgs[j] if model.cfg.use_cameras else None, gt_pts[j], rng)
                     states[(t, j)] = st
                     prompts[j] = st.build(model, feats, frame)
             rounds = 1 + (cfg.num_correction_iters if t in plan.correction_frames else 0)
