@@ -71,8 +71,9 @@ PARAMETERS = {
     "max_prompted_frames": (4, "Prompted frames kept in the memory bank per object.", {"integer_range": (1, 64)}),
     "num_past_frames": (6, "Recent frames kept in the memory bank.", {"integer_range": (1, 64)}),
     "use_ego_motion": (True, "Use the LiDAR pose in odom_frame (TF) for motion-compensated memory (MCMA).", {}),
-    "lidar_refine": ("components", "Geometric prior on the model's LiDAR masks: components (drop ground points, "
-                                   "keep the connected objects the mask covers and the clicked one) or none (the "
+    "lidar_refine": ("components", "Geometric prior on the model's LiDAR masks: components (the clicked point's "
+                                   "connected component, the nearby components the mask covers and its ground "
+                                   "points next to them; later frames re-click the carried seed) or none (the "
                                    "model's masks as they are).", {}),
     "image_from_lidar": (True, "Image masks from the LiDAR masks (hull of their visible projected points) "
                                "instead of the model's image branch (false: the model's image masks).", {}),
