@@ -86,8 +86,8 @@ def test_image_click_becomes_the_lidar_click_under_it(model, drive):
     # image masks come from the LiDAR masks (the model has none of its own)
     assert by_image.image_from_lidar and r_img.image_masks[0].shape == (1, sf.frame.cameras[0].height,
                                                                          sf.frame.cameras[0].width)
-    expect = geo.image_masks_from_lidar(*geo.finite_xyz(sf.frame.points)[:1], r_img.point_masks, sf.frame.cameras,
-                                        geo.frame_ground_height(*geo.finite_xyz(sf.frame.points)))
+    xyz, finite = geo.finite_xyz(sf.frame.points)
+    expect = geo.image_masks_from_lidar(xyz, r_img.point_masks, sf.frame.cameras, geo.frame_ground_height(xyz, finite))
     if r_img.point_masks.any():
         np.testing.assert_array_equal(r_img.image_masks[0], expect[0])
 

@@ -278,7 +278,9 @@ class ClipLoss(nn.Module):
         for t, (frame, lab) in enumerate(zip(plan.frames, plan.labels)):
             feats = model.encode_frame(frame, frame_idx=t)
             cam = frame.cameras[0].name if frame.cameras else None
-            gt_imgs = [(lab.image_instance[cam] == o) if cam in lab.image_instance else None for o in plan.obj_ids]
+            # a LiDAR-only model gets no image targets, so it is never prompted or corrected in the image
+            gt_imgs = [(lab.image_instance[cam] == o) if model.cfg.use_cameras and cam in lab.image_instance else None
+                       for o in plan.obj_ids]
             gt_pts = [lab.point_instance == o for o in plan.obj_ids]
             img_t = pts_t = None
             if feats.has_image:
@@ -292,8 +294,7 @@ class ClipLoss(nn.Module):
             prompts = [None] * len(plan.obj_ids)
             if t in plan.cond_frames:
                 for j, o in enumerate(plan.obj_ids):
-                    st = first_prompt(plan.prompt_kind[o], modality[o], frame,
-                                      gt_imgs[j] if model.cfg.use_cameras else None, gt_pts[j], rng)
+                    st = first_prompt(plan.prompt_kind[o], modality[o], frame, gt_imgs[j], gt_pts[j], rng)
                     states[(t, j)] = st
                     prompts[j] = st.build(model, feats, frame)
             rounds = 1 + (cfg.num_correction_iters if t in plan.correction_frames else 0)
