@@ -40,6 +40,19 @@ def test_sample_clip_plans_prompts(small_seq):
         assert plan.prompt_kind[o] in ("click", "box", "mask") and plan.prompt_modality[o] in ("image", "lidar", "both")
 
 
+def test_sample_clip_frame_stride(small_seq):
+    """``max_frame_stride``: clip frames are k frames apart (k <= the stride and what the drive's length allows)."""
+    cfg = TrainConfig(clip_len=2, max_objects=1, min_pixels=10, min_points=5, max_frame_stride=3, lidar_yaw_aug=0)
+    gaps = set()
+    for seed in range(12):
+        plan = sample_clip([small_seq], cfg, np.random.default_rng(seed))
+        gaps.add(plan.frames[1].index - plan.frames[0].index)
+    assert gaps == {1, 2, 3}
+    cfg.clip_len = 3  # 4 frames hold a 3-frame clip at gap 1 only
+    assert {np.diff([f.index for f in sample_clip([small_seq], cfg, np.random.default_rng(s)).frames]).max()
+            for s in range(6)} == {1}
+
+
 def test_train_runs_logs_and_resumes(small_seq, tmp_path):
     cfg = TrainConfig(out_dir=str(tmp_path / "run"), steps=2, clip_len=2, max_objects=2, max_points=3000,
                       min_pixels=10, min_points=5, save_every=1, log_every=1, prob_correct=1.0)
