@@ -270,6 +270,10 @@ def run_demo(out_dir: Path, checkpoint: str = "", device: str = "auto", rate: fl
             cv2.imwrite(str(ov_dir / f"overlay_{i:02d}_{m.header.stamp.sec}_{m.header.stamp.nanosec:09d}.png"),
                         image_to_numpy(m)[:, :, ::-1])
         summary["overlays_written"] = min(len(overlays[::step]), max_overlays)
+        shot = screenshot(overlays, pts_out, image_to_numpy)
+        if shot is not None:
+            cv2.imwrite(str(out_dir / "screenshot.png"), shot[:, :, ::-1])
+            summary["screenshot"] = str(out_dir / "screenshot.png")
         summary["final_status"] = json.loads(status[-1][1].data) if status else None
         summary["objects_messages"] = len(objects)
         summary["received"] = {"points": len(pts_out), "mask": len(masks), "overlay": len(overlays),
@@ -281,6 +285,33 @@ def run_demo(out_dir: Path, checkpoint: str = "", device: str = "auto", rate: fl
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     _print_summary(summary, out_dir)
     return summary
+
+
+def screenshot(overlays, clouds, image_to_numpy) -> Optional[np.ndarray]:
+    """The node's overlay image beside a bird's-eye view of its labelled cloud of the same stamp (RGB), for the
+    frame whose cloud labels the most points; None when no overlay and cloud share a stamp.
+    """
+    import cv2
+
+    from sam4d_model.eval.overlay import bev
+    from sam4d_ros.pointcloud import labels_from_cloud, read_cloud
+
+    by_stamp = {(m.header.stamp.sec, m.header.stamp.nanosec): m for _, m in overlays}
+    best = None
+    for _, c in clouds:
+        key = (c.header.stamp.sec, c.header.stamp.nanosec)
+        if key in by_stamp:
+            n = int((labels_from_cloud(c)[0] >= 1).sum())
+            if best is None or n > best[0]:
+                best = (n, c, by_stamp[key])
+    if best is None:
+        return None
+    _, cloud, ov = best
+    img = image_to_numpy(ov)[:, :, :3]
+    top = bev(read_cloud(cloud).xyz, labels_from_cloud(cloud)[0], extent=40.0, size=img.shape[0])
+    cv2.putText(top, "labelled cloud, bird's-eye view (40 m)", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
+                (255, 255, 255), 1)
+    return np.concatenate([img, np.full((img.shape[0], 4, 3), 255, np.uint8), top], 1)
 
 
 def _layouts(pts_out, masks, overlays, objects, gt) -> dict:

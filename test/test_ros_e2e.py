@@ -6,6 +6,7 @@ against the ground truth when the embedded checkpoint exists."""
 
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
@@ -45,6 +46,13 @@ def test_demo_on_sample_drive(tmp_path):
         assert (lay[name]["width"], lay[name]["height"]) == (640, 480) and lay[name]["stamp_is_input"]
     assert lay["objects"]["frame_id"] == "lidar" and lay["objects"]["stamp_is_input"]
     assert s["overlays_written"] >= 3 and (tmp_path / "demo" / "summary.json").is_file()
+    # the README's screenshot: the node's overlay beside a bird's-eye view of its labelled cloud, objects coloured
+    import cv2
+    shot = cv2.imread(s["screenshot"])
+    assert shot is not None and shot.shape[1] > 2 * shot.shape[0]
+    half = shot[:, shot.shape[1] - shot.shape[0]:]
+    chroma = half.astype(int).max(2) - half.astype(int).min(2)  # unlabelled points are grey, objects saturated
+    assert (chroma > 80).sum() > 50
     json.loads((tmp_path / "demo" / "summary.json").read_text())
     if not have_ckpt:
         pytest.skip(f"plumbing checked; IoU not checked: embedded checkpoint {embedded_checkpoint()} is missing")
