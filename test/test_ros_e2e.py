@@ -6,7 +6,6 @@ against the ground truth when the embedded checkpoint exists."""
 
 import json
 
-import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
