@@ -288,22 +288,26 @@ def run_demo(out_dir: Path, checkpoint: str = "", device: str = "auto", rate: fl
 
 
 def screenshot(overlays, clouds, image_to_numpy) -> Optional[np.ndarray]:
-    """The node's overlay image beside a bird's-eye view of its labelled cloud of the same stamp (RGB), for the
-    frame whose cloud labels the most points; None when no overlay and cloud share a stamp.
+    """The node's overlay image beside a bird's-eye view of its labelled cloud of the same frame (stamps within
+    60 ms), for the frame with the most labelled points ahead (RGB); None when no overlay has a cloud.
     """
     import cv2
 
     from sam4d_model.eval.overlay import bev
     from sam4d_ros.pointcloud import labels_from_cloud, read_cloud
 
-    by_stamp = {(m.header.stamp.sec, m.header.stamp.nanosec): m for _, m in overlays}
+    def ns(m):
+        return m.header.stamp.sec * NS + m.header.stamp.nanosec
+
+    by_stamp = {ns(m): m for _, m in overlays}  # the overlay carries its image's stamp, the cloud its sweep's
     best = None
     for _, c in clouds:
-        key = (c.header.stamp.sec, c.header.stamp.nanosec)
-        if key in by_stamp:
-            n = int((labels_from_cloud(c)[0] >= 1).sum())
+        near = min(by_stamp, key=lambda t: abs(t - ns(c)), default=None)
+        if near is not None and abs(near - ns(c)) <= 60_000_000:
+            xyz = read_cloud(c).xyz  # labelled points ahead (the sample drive's camera looks along +x)
+            n = int(((labels_from_cloud(c)[0] >= 1) & (xyz[:, 0] > np.abs(xyz[:, 1]))).sum())
             if best is None or n > best[0]:
-                best = (n, c, by_stamp[key])
+                best = (n, c, by_stamp[near])
     if best is None:
         return None
     _, cloud, ov = best
