@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -54,18 +54,18 @@ def load_ground_truth(bag) -> dict:
             tf.add_message(deserialize_message(raw, TFMessage), static=topic == "/tf_static")
         elif topic == "/ground_truth/points":
             m = deserialize_message(raw, PointCloud2)
-            ns = m.header.stamp.sec * NS + m.header.stamp.nanosec
+            ns = _stamp_ns(m)
             arr = cloud_to_structured(m)
             gt["points"][ns] = np.asarray(arr["instance"], np.int64)
             gt["xyz"][ns] = read_cloud(m).xyz
         elif topic == "/ground_truth/image_instance":
             m = deserialize_message(raw, Image)
-            gt["image"][m.header.stamp.sec * NS + m.header.stamp.nanosec] = image_to_numpy(m).astype(np.int64)
+            gt["image"][_stamp_ns(m)] = image_to_numpy(m).astype(np.int64)
         elif topic == "/ground_truth/objects":
             gt["classes"].update({int(k): str(v) for k, v in json.loads(deserialize_message(raw, String).data).items()})
         elif topic == "/lidar/points":
             m = deserialize_message(raw, PointCloud2)
-            gt["cloud_stamps"].append(m.header.stamp.sec * NS + m.header.stamp.nanosec)
+            gt["cloud_stamps"].append(_stamp_ns(m))
             gt["lidar_frame"] = m.header.frame_id
     return gt
 
@@ -90,7 +90,12 @@ def _is_static(gt: dict, gid: int, later: int = 8, tol: float = 2.5, min_points:
     return bool(np.linalg.norm(cents[0] - cents[-1]) < tol)
 
 
-def _nearest(d: Dict[int, np.ndarray], ns: int, tol: int = 60_000_000) -> Optional[np.ndarray]:
+def _stamp_ns(msg) -> int:
+    """A message's header stamp in nanoseconds."""
+    return msg.header.stamp.sec * NS + msg.header.stamp.nanosec
+
+
+def _nearest(d: Dict[int, Any], ns: int, tol: int = 60_000_000) -> Optional[Any]:
     if not d:
         return None
     k = min(d, key=lambda s: abs(s - ns))
@@ -296,23 +301,20 @@ def screenshot(overlays, clouds, image_to_numpy) -> Optional[np.ndarray]:
     from sam4d_model.eval.overlay import bev
     from sam4d_ros.pointcloud import labels_from_cloud, read_cloud
 
-    def ns(m):
-        return m.header.stamp.sec * NS + m.header.stamp.nanosec
-
-    by_stamp = {ns(m): m for _, m in overlays}  # the overlay carries its image's stamp, the cloud its sweep's
+    by_stamp = {_stamp_ns(m): m for _, m in overlays}  # the overlay carries its image's stamp, the cloud its sweep's
     best = None
     for _, c in clouds:
-        near = min(by_stamp, key=lambda t: abs(t - ns(c)), default=None)
-        if near is not None and abs(near - ns(c)) <= 60_000_000:
-            xyz = read_cloud(c).xyz  # labelled points ahead (the sample drive's camera looks along +x)
-            n = int(((labels_from_cloud(c)[0] >= 1) & (xyz[:, 0] > np.abs(xyz[:, 1]))).sum())
+        ov = _nearest(by_stamp, _stamp_ns(c))
+        if ov is not None:
+            xyz, ids = read_cloud(c).xyz, labels_from_cloud(c)[0]
+            n = int(((ids >= 1) & (xyz[:, 0] > np.abs(xyz[:, 1]))).sum())  # ahead: the camera looks along +x
             if best is None or n > best[0]:
-                best = (n, c, by_stamp[near])
+                best = (n, xyz, ids, ov)
     if best is None:
         return None
-    _, cloud, ov = best
+    _, xyz, ids, ov = best
     img = image_to_numpy(ov)[:, :, :3]
-    top = bev(read_cloud(cloud).xyz, labels_from_cloud(cloud)[0], extent=40.0, size=img.shape[0])
+    top = bev(xyz, ids, extent=40.0, size=img.shape[0])
     cv2.putText(top, "labelled cloud, bird's-eye view (40 m)", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
                 (255, 255, 255), 1)
     return np.concatenate([img, np.full((img.shape[0], 4, 3), 255, np.uint8), top], 1)
@@ -323,20 +325,20 @@ def _layouts(pts_out, masks, overlays, objects, gt) -> dict:
     out = {}
     if pts_out:
         m = pts_out[-1][1]
-        out["points"] = {"frame_id": m.header.frame_id, "stamp": m.header.stamp.sec * NS + m.header.stamp.nanosec,
+        out["points"] = {"frame_id": m.header.frame_id, "stamp": _stamp_ns(m),
                          "fields": [(f.name, f.offset, f.datatype) for f in m.fields], "width": m.width,
                          "height": m.height, "point_step": m.point_step,
-                         "stamp_is_input": (m.header.stamp.sec * NS + m.header.stamp.nanosec) in gt["points"]}
+                         "stamp_is_input": _stamp_ns(m) in gt["points"]}
     for name, lst in (("mask", masks), ("overlay", overlays)):
         if lst:
             m = lst[-1][1]
-            ns = m.header.stamp.sec * NS + m.header.stamp.nanosec
+            ns = _stamp_ns(m)
             out[name] = {"frame_id": m.header.frame_id, "encoding": m.encoding, "width": m.width, "height": m.height,
                          "stamp_is_input": ns in gt["image"]}
     if objects:
         m = objects[-1][1]
         out["objects"] = {"frame_id": m.header.frame_id, "n": len(m.objects),
-                          "stamp_is_input": (m.header.stamp.sec * NS + m.header.stamp.nanosec) in gt["points"]}
+                          "stamp_is_input": _stamp_ns(m) in gt["points"]}
     return out
 
 
@@ -373,7 +375,7 @@ def _evaluate(gt, prompts, ids_by_gt, pts_out, masks, pub_wall, labels_from_clou
     per_obj = {}
     lat = []
     for t_recv, m in pts_out:
-        ns = m.header.stamp.sec * NS + m.header.stamp.nanosec
+        ns = _stamp_ns(m)
         if ns in pub_wall:
             lat.append(t_recv - pub_wall[ns])
         inst = _nearest(gt["points"], ns, 1_000_000)
@@ -389,7 +391,7 @@ def _evaluate(gt, prompts, ids_by_gt, pts_out, masks, pub_wall, labels_from_clou
             if (inst == gid).any():
                 d["lidar"].append(_iou(labels == oid, inst == gid))
     for _, m in masks:
-        ns = m.header.stamp.sec * NS + m.header.stamp.nanosec
+        ns = _stamp_ns(m)
         g = _nearest(gt["image"], ns, 1_000_000)
         if g is None:
             continue

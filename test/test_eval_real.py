@@ -295,25 +295,34 @@ def test_reprompt_seed_clicks_the_carried_seed_for_the_model():
     assert [e.is_prompted for e in explicit._memories[1]] == [True, True]
 
 
+def _embedded_and_floor_on_the_dev_scene(protocol: str, frames, pr) -> tuple:
+    """(embedded model with the node's default components prior, geometric floor) summaries over ``frames`` of the
+    dev scene, one LiDAR click per object of its prompts ``pr``, in the same run."""
+    from sam4d_model.tools.common import load_model
+    from sam4d_model.tracker import StreamingTracker
+
+    model, _ = load_model(None, "cpu")
+    got = summarize(evaluate_sequence(frames, lambda e: StreamingTracker(model, max_objects=64, use_ego_motion=e,
+                                                                         lidar_refine="components"),
+                                      EvalSettings(protocol=protocol, prompt_modality="lidar", max_objects=0),
+                                      prompts=pr))
+    floor = summarize(evaluate_sequence(frames, lambda e: geo.GeometricTracker(use_ego_motion=e, max_objects=64),
+                                        EvalSettings(method="geometric", protocol=protocol, prompt_modality="lidar",
+                                                     max_objects=0), prompts=pr))
+    return got, floor
+
+
 @pytest.mark.skipif(not DEV.is_dir(), reason="../shared/realdata/nuscenes_scene-0916 not present")
 def test_embedded_model_with_the_prior_beats_the_floor_per_frame_on_the_dev_scene():
     """#13: the embedded model with the node's default components prior, one LiDAR click per object, frame-level,
     against the floor in the same run (2026-12-07: 0.657 vs 0.619; the old share rule gave exactly the floor)."""
     from sam4d_model.data.waymo4dseg import read_sequence
-    from sam4d_model.tools.common import load_model
-    from sam4d_model.tracker import StreamingTracker
 
     seq = read_sequence(DEV, "scene-0916")
     pr = load_prompts_file(DEV / "prompts_scene-0916.json")
     frames = {p.frame_idx: (seq.frame(p.frame_idx), seq.labels(p.frame_idx)) for p in pr}
     frames = [frames.get(i, (None, None)) for i in range(max(frames) + 1)]  # only the prompted frames are read
-    model, _ = load_model(None, "cpu")
-    s = EvalSettings(protocol="frame", prompt_modality="lidar", max_objects=0)
-    got = summarize(evaluate_sequence(frames, lambda e: StreamingTracker(model, max_objects=64, use_ego_motion=e,
-                                                                         lidar_refine="components"), s, prompts=pr))
-    floor = summarize(evaluate_sequence(frames, lambda e: geo.GeometricTracker(use_ego_motion=e, max_objects=64),
-                                        EvalSettings(method="geometric", protocol="frame", prompt_modality="lidar",
-                                                     max_objects=0), prompts=pr))
+    got, floor = _embedded_and_floor_on_the_dev_scene("frame", frames, pr)
     assert got["n_lidar"] == floor["n_lidar"] == 29
     assert got["lidar_mIoU"] > floor["lidar_mIoU"] + 0.02, (got["lidar_mIoU"], floor["lidar_mIoU"])
 
@@ -324,19 +333,10 @@ def test_embedded_model_with_the_prior_beats_the_floor_in_streaming_on_the_dev_s
     the node's default prior against the floor in the same run (2026-12-07b, seed from the seed's own component:
     0.601 vs 0.593; seeding from the whole mask gave 0.568). About 3 minutes on 2 CPU cores."""
     from sam4d_model.data.waymo4dseg import read_sequence
-    from sam4d_model.tools.common import load_model
-    from sam4d_model.tracker import StreamingTracker
 
     seq = read_sequence(DEV, "scene-0916")
-    pr = load_prompts_file(DEV / "prompts_scene-0916.json")
     frames = [(seq.frame(i), seq.labels(i)) for i in range(len(seq))]
-    model, _ = load_model(None, "cpu")
-    got = summarize(evaluate_sequence(frames, lambda e: StreamingTracker(model, max_objects=64, use_ego_motion=e,
-                                                                         lidar_refine="components"),
-                                      EvalSettings(protocol="stream", prompt_modality="lidar", max_objects=0),
-                                      prompts=pr))
-    floor = summarize(evaluate_sequence(frames, lambda e: geo.GeometricTracker(use_ego_motion=e, max_objects=64),
-                                        EvalSettings(method="geometric", protocol="stream", prompt_modality="lidar",
-                                                     max_objects=0), prompts=pr))
+    got, floor = _embedded_and_floor_on_the_dev_scene("stream", frames,
+                                                      load_prompts_file(DEV / "prompts_scene-0916.json"))
     assert got["n_lidar"] == floor["n_lidar"] == 433
     assert got["lidar_mIoU"] > floor["lidar_mIoU"], (got["lidar_mIoU"], floor["lidar_mIoU"])
