@@ -83,11 +83,24 @@ class GeometricParams:
     #: With ``seed_from: core``, 2 Hz synthetic validation gives 0.362 (static 0.314) and 10 Hz 0.501 (0.500), but
     #: the real dev scene 0.555 (static 0.601): twice now (also 2026-12-04) the velocity of partly seen real objects
     #: overshoots where synthetic centroids are clean, so it stays off (a choice the dev scene informed; NOTES.md).
-    seed_motion: str = "static"
+    seed_motion: str = "static_then_velocity"
+    #: The node's components prior: a component within ``merge_gap`` of the seed's also joins when at least
+    #: ``shape_coverage`` of its points lie within ``shape_radius`` (m) of the object's last mask (moved by ego
+    #: motion and by the seed's assumed motion). A sparse scan splits a far object ring by ring into parts the
+    #: model does not cover; seen nearer on an earlier frame, the object's shape says which parts are it
+    merge_shape: bool = True
+    shape_radius: float = 0.4
+    shape_coverage: float = 0.5
+    #: m: with ``merge_shape``, a carried object's mask whose ground-plane extent grows by more than this over its
+    #: last one has merged into a structure (a wall, a hedge): only its points within ``shape_radius`` of the last
+    #: mask are kept (none: absent); and ``static_then_velocity`` refuses a velocity seed whose component is that
+    #: much wider than the object (seen on the real dev scene: poles and pedestrians beside walls "tracked" as
+    #: 14-24 m blobs)
+    shape_growth: float = 6.0
 
     def __post_init__(self):
-        for name, allowed in (("merge_rule", ("share", "coverage")), ("seed_motion", ("static", "constant_velocity")),
-                              ("seed_from", ("mask", "core"))):
+        for name, allowed in (("merge_rule", ("share", "coverage")), ("seed_from", ("mask", "core")),
+                              ("seed_motion", ("static", "constant_velocity", "static_then_velocity"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"GeometricParams.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
 
@@ -285,6 +298,17 @@ def carried_seed(xyz: np.ndarray, candidates: np.ndarray, seed_world: np.ndarray
     return nearest_seed(xyz, candidates, inv[:3, :3] @ seed_world + inv[:3, 3], p.seed_radius)
 
 
+def within(xyz: np.ndarray, ref: np.ndarray, radius: float) -> np.ndarray:
+    """``(N,)`` bool: the points within ``radius`` of any of the ``ref`` points."""
+    d, _ = _tree(np.asarray(ref, np.float64)).query(xyz, distance_upper_bound=radius)
+    return np.isfinite(d)
+
+
+def xy_extent(xyz: np.ndarray) -> float:
+    """Largest side (m) of the ground-plane bounding box of some points (0 for fewer than two)."""
+    return float(np.ptp(xyz[:, :2], 0).max()) if len(xyz) > 1 else 0.0
+
+
 def mask_centroid_world(xyz: np.ndarray, mask: np.ndarray, lidar2world: np.ndarray) -> np.ndarray:
     """World-frame centroid of the masked points (the seed :func:`carried_seed` moves to the next frame)."""
     c = xyz[mask].mean(0)
@@ -354,13 +378,17 @@ def lidar_mask_to_image(xyz: np.ndarray, mask: np.ndarray, intrinsics: np.ndarra
 
 def refine_lidar_mask(xyz: np.ndarray, mask: np.ndarray, p: Optional[GeometricParams] = None,
                       seeds: Optional[np.ndarray] = None, min_share: float = 0.2,
-                      ground: Optional[np.ndarray] = None, with_core: bool = False):
+                      ground: Optional[np.ndarray] = None, with_core: bool = False,
+                      shape: Optional[np.ndarray] = None):
     """Connectivity-aware refinement of a LiDAR mask: drop its ground points, then keep the connected
     non-ground components (``grow_radius`` linkage, within ``max_extent`` of the seed) that hold at least
     ``min_share`` of the mask's non-ground points, completed to the whole component. ``seeds`` (indices, e.g. the
     clicked point) always keep their component, and then other components count only within ``merge_gap`` of it
     (and join by ``p.merge_rule``); ``p.keep_model_ground`` keeps the mask's ground points next to the result.
     ``with_core``: return ``(mask, core)``, ``core`` the seeds' own component (what the floor would segment).
+    ``shape``: ``(K, 3)`` points of the object's last mask moved into this frame (``merge_shape``): with a seed, a
+    component within ``merge_gap`` also joins when at least ``shape_coverage`` of its points lie within
+    ``shape_radius`` of them, whether or not the model's mask touches it.
     """
     p = p or GeometricParams()
     xyz = np.asarray(xyz, np.float64)
@@ -379,6 +407,10 @@ def refine_lidar_mask(xyz: np.ndarray, mask: np.ndarray, p: Optional[GeometricPa
             near = _tree(xyz[out])
     core = out.copy()
     rest = m & ~out
+    in_shape = None
+    if near is not None and shape is not None and len(shape):
+        in_shape = within(xyz, shape, p.shape_radius) & ng
+        rest |= in_shape & ~out
     if near is not None and rest.any():  # with a seed, only components touching the seed's (within merge_gap)
         idx = np.flatnonzero(rest)
         d, _ = near.query(xyz[idx], distance_upper_bound=p.merge_gap)
@@ -392,6 +424,8 @@ def refine_lidar_mask(xyz: np.ndarray, mask: np.ndarray, p: Optional[GeometricPa
         comp = region_grow(xyz, ng, np.array([s]), p.grow_radius, p.max_extent, tree)
         covered = int((comp & m).sum())
         if (covered >= p.merge_coverage * int(comp.sum())) if by_coverage else (covered / max(total, 1) >= min_share):
+            out |= comp
+        elif in_shape is not None and int((comp & in_shape).sum()) >= p.shape_coverage * int(comp.sum()):
             out |= comp
         rest &= ~comp
     if p.keep_model_ground and out.any():

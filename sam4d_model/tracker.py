@@ -118,6 +118,11 @@ class StreamingTracker:
         self._seed_world: Dict[int, np.ndarray] = {}  # components prior: last mask centroid (world) per object
         #: components prior with ``seed_motion: constant_velocity``: (time of the centroid, world velocity) per object
         self._seed_motion: Dict[int, Tuple[float, np.ndarray]] = {}
+        self._last_extent: Dict[int, float] = {}  # components prior: xy extent (m) of the last refined mask
+        #: components prior with ``merge_shape``: the last refined mask's points (world, subsampled) per object, and
+        #: the world shift the carried seed assumed this frame (its own motion; zero for the static seed)
+        self._shape_world: Dict[int, np.ndarray] = {}
+        self._seed_shift: Dict[int, np.ndarray] = {}
         self._t = 0
         self.num_frames = num_frames
         #: per object, its state before each applied prompt (newest last): (memories or None if the prompt created
@@ -146,6 +151,9 @@ class StreamingTracker:
         self._pending.clear()
         self._seed_world.clear()
         self._seed_motion.clear()
+        self._last_extent.clear()
+        self._shape_world.clear()
+        self._seed_shift.clear()
         self._undo.clear()
         self._t = 0
 
@@ -172,6 +180,8 @@ class StreamingTracker:
             self._seed_world[oid] = t[:3, :3] @ s + t[:3, 3]
         for oid, (ts, v) in self._seed_motion.items():
             self._seed_motion[oid] = (ts, t[:3, :3] @ v)
+        for oid, pts in self._shape_world.items():
+            self._shape_world[oid] = pts @ t[:3, :3].T + t[:3, 3]
         for stack in self._undo.values():
             stack[:] = [(ents, None if s is None else t[:3, :3] @ s + t[:3, 3]) for ents, s in stack]
 
@@ -182,6 +192,9 @@ class StreamingTracker:
         self._pending.pop(obj_id, None)
         self._seed_world.pop(obj_id, None)
         self._seed_motion.pop(obj_id, None)
+        self._last_extent.pop(obj_id, None)
+        self._shape_world.pop(obj_id, None)
+        self._seed_shift.pop(obj_id, None)
         self._undo.pop(obj_id, None)
         return found
 
@@ -208,6 +221,7 @@ class StreamingTracker:
             self.remove_object(obj_id)
             return "removed"
         self._memories[obj_id] = mems
+        self._shape_world.pop(obj_id, None)  # rebuilt from the next frame's mask
         if seed is None:
             self._seed_world.pop(obj_id, None)
         else:
@@ -436,6 +450,8 @@ class StreamingTracker:
         res.timings = timings
         return res
 
+    #: points of an object's last mask kept for ``merge_shape`` (evenly subsampled)
+    SHAPE_POINTS = 2000
     #: fastest object speed the constant-velocity seed believes (m/s), and the smoothing of its velocity estimate
     MAX_OBJECT_SPEED = 25.0
     VELOCITY_SMOOTHING = 0.5
@@ -458,6 +474,12 @@ class StreamingTracker:
             v *= self.MAX_OBJECT_SPEED / speed
         a = self.VELOCITY_SMOOTHING
         self._seed_motion[oid] = (t, a * v + (1 - a) * v_prev)
+
+    @staticmethod
+    def _report_absent(res: TrackResult, j: int) -> None:
+        res.point_masks[j] = False
+        res.point_scores[j] = 0.0
+        res.object_scores[j] = 0.0
 
     def _click_seeds(self, p: _PendingPrompt, frame: Frame, xyz: np.ndarray, candidates: np.ndarray) -> List[int]:
         """Indices of the points a prompt's positive clicks land on (:func:`~sam4d_model.geometric.click_seeds`)."""
@@ -486,14 +508,27 @@ class StreamingTracker:
         gp = self.geometric_params
         xyz, _, _, ground = prior
         pose = np.asarray(frame.lidar2world, np.float64) if self.use_ego_motion else np.eye(4)
-        s = None
-        if gp.seed_motion == "constant_velocity" and oid in self._seed_motion:
+        def static():
+            self._seed_shift[oid] = np.zeros(3)
+            return geo.carried_seed(xyz, ~ground, self._seed_world[oid], pose, gp)
+
+        def ahead():
+            if oid not in self._seed_motion:
+                return None
             t_prev, vel = self._seed_motion[oid]
-            ahead = self._seed_world[oid] + vel * float(np.clip(frame.timestamp - t_prev, 0.0, 1.0))
-            s = geo.carried_seed(xyz, ~ground, ahead, pose, gp)
-        if s is None:
-            s = geo.carried_seed(xyz, ~ground, self._seed_world[oid], pose, gp)
-        return s
+            self._seed_shift[oid] = vel * float(np.clip(frame.timestamp - t_prev, 0.0, 1.0))
+            s = geo.carried_seed(xyz, ~ground, self._seed_world[oid] + self._seed_shift[oid], pose, gp)
+            if s is not None and gp.seed_motion == "static_then_velocity" and oid in self._last_extent:
+                comp = geo.region_grow(xyz, ~ground, np.array([s]), gp.grow_radius, gp.max_extent)
+                if geo.xy_extent(xyz[comp]) > self._last_extent[oid] + gp.shape_growth:
+                    return None  # a structure the object's point merges into (a wall, a hedge), not the object
+            return s
+
+        if gp.seed_motion == "static":
+            return static()
+        first, then = (ahead, static) if gp.seed_motion == "constant_velocity" else (static, ahead)
+        s = first()
+        return then() if s is None else s
 
     def _apply_priors(self, res: TrackResult, frame: Frame, clicked: Dict[int, "_PendingPrompt"], prior,
                       carried: Dict[int, Optional[int]]) -> None:
@@ -514,20 +549,38 @@ class StreamingTracker:
                 elif oid in carried:  # the last mask's centroid, moved into this frame by ego motion
                     s = carried[oid]
                     if s is None:  # nothing where the object was: reported absent (the model's mask is not kept)
-                        res.point_masks[j] = False
-                        res.point_scores[j] = 0.0
-                        res.object_scores[j] = 0.0
+                        self._report_absent(res, j)
                         continue
                     seeds = [s]
                 else:
                     seeds = []
+                shape = None
+                if gp.merge_shape and oid in carried and oid in self._shape_world:
+                    inv = np.linalg.inv(pose)  # the last mask, moved as the seed was, into this frame
+                    shape = (self._shape_world[oid] + self._seed_shift.get(oid, 0.0)) @ inv[:3, :3].T + inv[:3, 3]
                 res.point_masks[j], core = geo.refine_lidar_mask(xyz, res.point_masks[j], gp,
                                                                  np.array(seeds, np.int64), ground=ground,
-                                                                 with_core=True)
+                                                                 with_core=True, shape=shape)
+                if shape is not None and oid in self._last_extent and (
+                        geo.xy_extent(xyz[res.point_masks[j]]) > self._last_extent[oid] + gp.shape_growth):
+                    # merged into a structure (a wall, a hedge): keep only what lies where the object was
+                    near = geo.within(xyz, shape, gp.shape_radius)
+                    res.point_masks[j] &= near
+                    core &= near
+                    if not core.any():
+                        self._report_absent(res, j)
+                        continue
+                if res.point_masks[j].any():
+                    self._last_extent[oid] = geo.xy_extent(xyz[res.point_masks[j]])
+                if gp.merge_shape and res.point_masks[j].any():
+                    pts = xyz[res.point_masks[j]]
+                    if len(pts) > self.SHAPE_POINTS:
+                        pts = pts[np.linspace(0, len(pts) - 1, self.SHAPE_POINTS).astype(np.int64)]
+                    self._shape_world[oid] = pts @ pose[:3, :3].T + pose[:3, 3]
                 follow = core if gp.seed_from == "core" and core.any() else res.point_masks[j]
                 if follow.any():
                     c = geo.mask_centroid_world(xyz, follow, pose)
-                    if gp.seed_motion == "constant_velocity":
+                    if gp.seed_motion != "static":
                         self._update_motion(oid, c, float(frame.timestamp), oid in clicked)
                     self._seed_world[oid] = c
         if self.image_from_lidar:
