@@ -15,13 +15,13 @@ pytest.importorskip("tf2_msgs.msg")
 from sam4d_ros.pipeline import embedded_checkpoint  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-# Mean LiDAR IoU every LiDAR-prompted object (the service LiDAR click and the /clicked_point click in odom) must
-# exceed with the embedded sam4d_tiny and the node's default lidar_refine:=components, set from what it reliably
-# reaches: measured 0.65-0.72 (service click, parked car) and 0.44-0.53 (odom click, parked car) over 5 runs on
-# 2026-12-02. The model alone (lidar_refine:=none) scored 0.06-0.16 for the best object. The image-clicked object
-# (a moving car) is only required to be tracked: 0.17-0.26 measured; its click names frame 0, and when the node skips
-# frame 0 it is applied to the next frame, where the car has moved in the image (NOTES.md).
-IOU_MIN_LIDAR_PROMPTED = 0.3
+# Mean LiDAR IoU every prompted object (the service LiDAR click, the service image click on a moving car and the
+# /clicked_point click in odom) must exceed with the embedded sam4d_tiny and the node's default
+# lidar_refine:=components: #13's target, and what it reliably reaches since the velocity-fallback seed and the
+# shape merge (2026-12-07, 3 runs on 2 CPU cores): 0.80-0.85 / 0.70-0.74 / 0.73-0.75. Before them the moving car
+# scored 0.17-0.27 (the static seed stayed behind it) and the odom-clicked car 0.44-0.53 (split by the scan rings
+# as it receded). The model alone (lidar_refine:=none) scored 0.06-0.16 for the best object.
+IOU_MIN_EVERY_OBJECT = 0.5
 
 
 def test_demo_on_sample_drive(tmp_path):
@@ -57,6 +57,7 @@ def test_demo_on_sample_drive(tmp_path):
         pytest.skip(f"plumbing checked; IoU not checked: embedded checkpoint {embedded_checkpoint()} is missing")
     for gid, r in s["iou"].items():  # every prompted object is tracked and scored
         assert r["lidar_iou_mean"] is not None and r["frames_lidar"] >= 1, (gid, r)
-    lidar_prompted = [r for r in s["iou"].values() if "LiDAR click" in r["how"] or "/clicked_point" in r["how"]]
-    assert len(lidar_prompted) == 2, s["iou"]
-    assert all(r["lidar_iou_mean"] > IOU_MIN_LIDAR_PROMPTED for r in lidar_prompted), s["iou"]
+    hows = sorted("image click" if "image click" in r["how"] else "LiDAR click" if "LiDAR click" in r["how"]
+                  else "odom click" for r in s["iou"].values())
+    assert hows == ["LiDAR click", "image click", "odom click"], s["iou"]
+    assert all(r["lidar_iou_mean"] > IOU_MIN_EVERY_OBJECT for r in s["iou"].values()), s["iou"]
