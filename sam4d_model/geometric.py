@@ -77,12 +77,15 @@ class GeometricParams:
     #: validation drives 800001-800004 (NOTES.md, 2026-12-03)
     image_ground_drop: float = 0.375
     #: How the node's components prior carries an object's seed to the next frame: ``static`` (the last mask's
-    #: world centroid, moved by ego motion only: the floor's rule) or ``constant_velocity`` (that centroid moved on
+    #: world centroid, moved by ego motion only: the floor's rule), ``constant_velocity`` (that centroid moved on
     #: by the object's own world velocity, estimated from its last two centroids; the static seed is tried when
-    #: nothing is at the predicted one). The floor (:class:`GeometricTracker`) always uses ``static``.
-    #: With ``seed_from: core``, 2 Hz synthetic validation gives 0.362 (static 0.314) and 10 Hz 0.501 (0.500), but
-    #: the real dev scene 0.555 (static 0.601): twice now (also 2026-12-04) the velocity of partly seen real objects
-    #: overshoots where synthetic centroids are clean, so it stays off (a choice the dev scene informed; NOTES.md).
+    #: nothing is at the predicted one) or ``static_then_velocity`` (the static seed first, the velocity's when
+    #: nothing is at the static one). The floor (:class:`GeometricTracker`) always uses ``static``.
+    #: 2026-12-07 (NOTES.md), streaming LiDAR-click on synthetic validation 2 Hz / 10 Hz: static 0.314 / 0.500,
+    #: constant_velocity 0.362 / 0.501, static_then_velocity 0.365 / 0.506 (0.387 / 0.512 with ``merge_shape``).
+    #: On the real dev scene constant_velocity lost (0.555 vs static 0.601: a parked car's centroid drifts as its
+    #: visible side changes, and the velocity-first seed jumps to a neighbour); static_then_velocity does not
+    #: (0.601; 0.609 with the shape rules) but reports more lost objects as present (FP 0.30 vs 0.21).
     seed_motion: str = "static_then_velocity"
     #: The node's components prior: a component within ``merge_gap`` of the seed's also joins when at least
     #: ``shape_coverage`` of its points lie within ``shape_radius`` (m) of the object's last mask (moved by ego

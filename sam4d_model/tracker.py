@@ -116,7 +116,7 @@ class StreamingTracker:
         self._memories: Dict[int, List[MemoryEntry]] = {}
         self._pending: Dict[int, _PendingPrompt] = {}
         self._seed_world: Dict[int, np.ndarray] = {}  # components prior: last mask centroid (world) per object
-        #: components prior with ``seed_motion: constant_velocity``: (time of the centroid, world velocity) per object
+        #: components prior, velocity seeds (``seed_motion``): (time of the centroid, world velocity) per object
         self._seed_motion: Dict[int, Tuple[float, np.ndarray]] = {}
         self._last_extent: Dict[int, float] = {}  # components prior: xy extent (m) of the last refined mask
         #: components prior with ``merge_shape``: the last refined mask's points (world, subsampled) per object, and
@@ -457,7 +457,7 @@ class StreamingTracker:
     VELOCITY_SMOOTHING = 0.5
 
     def _update_motion(self, oid: int, centroid: np.ndarray, t: float, prompted: bool) -> None:
-        """Velocity of an object's centroid in the world (for ``seed_motion: constant_velocity``)."""
+        """Velocity of an object's centroid in the world (for the velocity seeds of ``seed_motion``)."""
         prev = self._seed_world.get(oid)
         if prompted or prev is None or oid not in self._seed_motion:
             self._seed_motion[oid] = (t, np.zeros(3))
@@ -500,8 +500,9 @@ class StreamingTracker:
         return xyz, finite, ground_z, xyz[:, 2] < ground_z + self.geometric_params.ground_margin
 
     def _carried_seed(self, oid: int, frame: Frame, prior) -> Optional[int]:
-        """The point an object's last mask centroid (moved by ego motion, and by its own velocity with
-        ``seed_motion: constant_velocity``) lands on in this frame, or None.
+        """The point an object's last mask centroid (moved by ego motion, and by its own velocity as
+        ``GeometricParams.seed_motion`` says) lands on in this frame, or None; records the assumed own motion in
+        ``_seed_shift`` (for ``merge_shape``).
         """
         from . import geometric as geo
 
