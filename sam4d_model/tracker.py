@@ -221,7 +221,8 @@ class StreamingTracker:
             self.remove_object(obj_id)
             return "removed"
         self._memories[obj_id] = mems
-        self._shape_world.pop(obj_id, None)  # rebuilt from the next frame's mask
+        for state in (self._shape_world, self._last_extent, self._seed_motion):  # rebuilt from the next frames
+            state.pop(obj_id, None)
         if seed is None:
             self._seed_world.pop(obj_id, None)
         else:
@@ -455,25 +456,32 @@ class StreamingTracker:
     #: fastest object speed the constant-velocity seed believes (m/s), and the smoothing of its velocity estimate
     MAX_OBJECT_SPEED = 25.0
     VELOCITY_SMOOTHING = 0.5
+    #: s: longest gap between two centroids that gives a velocity, and longest extrapolation of one (a CPU node
+    #: skips frames: 1.2 s gaps were seen in the demo)
+    VELOCITY_HORIZON = 2.0
 
     def _update_motion(self, oid: int, centroid: np.ndarray, t: float, prompted: bool) -> None:
-        """Velocity of an object's centroid in the world (for the velocity seeds of ``seed_motion``)."""
+        """Velocity of an object's centroid in the world (for the velocity seeds of ``seed_motion``); NaN until two
+        centroids at most :attr:`VELOCITY_HORIZON` apart have been seen (no estimate: the velocity seed is not tried).
+        """
         prev = self._seed_world.get(oid)
+        unknown = np.full(3, np.nan)
         if prompted or prev is None or oid not in self._seed_motion:
-            self._seed_motion[oid] = (t, np.zeros(3))
+            self._seed_motion[oid] = (t, unknown)
             return
         t_prev, v_prev = self._seed_motion[oid]
         dt = t - t_prev
-        if not 0.0 < dt <= 1.0:
-            self._seed_motion[oid] = (t, np.zeros(3))
+        if not 0.0 < dt <= self.VELOCITY_HORIZON:
+            self._seed_motion[oid] = (t, unknown)
             return
         v = (centroid - prev) / dt
         v[2] = 0.0  # along the ground
         speed = float(np.linalg.norm(v))
         if speed > self.MAX_OBJECT_SPEED:
             v *= self.MAX_OBJECT_SPEED / speed
-        a = self.VELOCITY_SMOOTHING
-        self._seed_motion[oid] = (t, a * v + (1 - a) * v_prev)
+        if np.isfinite(v_prev).all():
+            v = self.VELOCITY_SMOOTHING * v + (1 - self.VELOCITY_SMOOTHING) * v_prev
+        self._seed_motion[oid] = (t, v)  # the first estimate is taken whole
 
     @staticmethod
     def _report_absent(res: TrackResult, j: int) -> None:
@@ -517,7 +525,9 @@ class StreamingTracker:
             if oid not in self._seed_motion:
                 return None
             t_prev, vel = self._seed_motion[oid]
-            self._seed_shift[oid] = vel * float(np.clip(frame.timestamp - t_prev, 0.0, 1.0))
+            if not np.isfinite(vel).all():
+                return None
+            self._seed_shift[oid] = vel * float(np.clip(frame.timestamp - t_prev, 0.0, self.VELOCITY_HORIZON))
             s = geo.carried_seed(xyz, ~ground, self._seed_world[oid] + self._seed_shift[oid], pose, gp)
             if s is not None and gp.seed_motion == "static_then_velocity" and oid in self._last_extent:
                 comp = geo.region_grow(xyz, ~ground, np.array([s]), gp.grow_radius, gp.max_extent)

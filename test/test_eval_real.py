@@ -237,6 +237,26 @@ def test_components_prior_seed_motion(motion):
     assert found == ([True, True, True, False, False] if motion == "static" else [True] * 5), found
 
 
+def test_velocity_seed_survives_the_frames_a_cpu_node_skips():
+    """A box (2 m long) driving at 8 m/s seen at 0 s and 0.2 s, then not until 1.4 s (a CPU node skipped 11 frames,
+    as in the demo on a slower machine): the first velocity estimate is taken whole and extrapolated over the gap."""
+    import torch
+
+    from sam4d_model.config import load_config
+    from sam4d_model.geometric import GeometricParams
+    from sam4d_model.modeling import build_sam4d
+    from sam4d_model.tracker import StreamingTracker
+
+    torch.manual_seed(0)
+    tr = StreamingTracker(build_sam4d(load_config("sam4d_tiny")), lidar_refine="components",
+                          geometric_params=GeometricParams(keep_model_ground=False))
+    tr.add_prompt(1, lidar_points=[[10.0, 0.0, -1.0]])
+    for i, t in enumerate([0.0, 0.2, 1.4]):
+        pts, inst = _scene(shift=8.0 * t)
+        mask = tr.step(Frame(pts, [], np.eye(4), timestamp=t, index=i)).point_masks[0]
+        assert mask[(inst == 1) & ~geo.ground_mask(pts)].mean() > 0.9 and not mask[inst == 0].any(), t
+
+
 @pytest.mark.parametrize("motion", ["constant_velocity", "static_then_velocity"])
 def test_static_seed_first_keeps_a_parked_object_whose_velocity_is_wrong(motion):
     """A parked box with a wrong velocity estimate (the centroid of a partly seen real object jitters) and a
