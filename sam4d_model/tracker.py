@@ -517,6 +517,7 @@ class StreamingTracker:
         gp = self.geometric_params
         xyz, _, _, ground = prior
         pose = np.asarray(frame.lidar2world, np.float64) if self.use_ego_motion else np.eye(4)
+
         def static():
             self._seed_shift[oid] = np.zeros(3)
             return geo.carried_seed(xyz, ~ground, self._seed_world[oid], pose, gp)
