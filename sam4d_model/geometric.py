@@ -82,10 +82,10 @@ class GeometricParams:
     #: nothing is at the predicted one) or ``static_then_velocity`` (the static seed first, the velocity's when
     #: nothing is at the static one). The floor (:class:`GeometricTracker`) always uses ``static``.
     #: 2026-12-07 (NOTES.md), streaming LiDAR-click on synthetic validation 2 Hz / 10 Hz: static 0.314 / 0.500,
-    #: constant_velocity 0.362 / 0.501, static_then_velocity 0.365 / 0.506 (0.387 / 0.512 with ``merge_shape``).
+    #: constant_velocity 0.362 / 0.501, static_then_velocity 0.365 / 0.506 (0.384 / 0.512 with the shape rules).
     #: On the real dev scene constant_velocity lost (0.555 vs static 0.601: a parked car's centroid drifts as its
     #: visible side changes, and the velocity-first seed jumps to a neighbour); static_then_velocity does not
-    #: (0.601; 0.609 with the shape rules) but reports more lost objects as present (FP 0.30 vs 0.21).
+    #: (0.601; 0.618 with the shape rules) but reports more lost objects as present (FP 0.30 vs 0.21).
     seed_motion: str = "static_then_velocity"
     #: The node's components prior: a component within ``merge_gap`` of the seed's also joins when at least
     #: ``shape_coverage`` of its points lie within ``shape_radius`` (m) of the object's last mask (moved by ego
@@ -434,8 +434,7 @@ def refine_lidar_mask(xyz: np.ndarray, mask: np.ndarray, p: Optional[GeometricPa
     if p.keep_model_ground and out.any():
         low = np.flatnonzero(mask & ~ng)
         if len(low):
-            d, _ = _tree(xyz[out]).query(xyz[low], distance_upper_bound=p.grow_radius)
-            out[low[np.isfinite(d)]] = True
+            out[low[within(xyz[low], xyz[out], p.grow_radius)]] = True
     return (out, core) if with_core else out
 
 

@@ -119,10 +119,8 @@ class StreamingTracker:
         #: components prior, velocity seeds (``seed_motion``): (time of the centroid, world velocity) per object
         self._seed_motion: Dict[int, Tuple[float, np.ndarray]] = {}
         self._last_extent: Dict[int, float] = {}  # components prior: xy extent (m) of the last refined mask
-        #: components prior with ``merge_shape``: the last refined mask's points (world, subsampled) per object, and
-        #: the world shift the carried seed assumed this frame (its own motion; zero for the static seed)
+        #: components prior with ``merge_shape``: the last refined mask's points (world, subsampled) per object
         self._shape_world: Dict[int, np.ndarray] = {}
-        self._seed_shift: Dict[int, np.ndarray] = {}
         self._t = 0
         self.num_frames = num_frames
         #: per object, its state before each applied prompt (newest last): (memories or None if the prompt created
@@ -153,7 +151,6 @@ class StreamingTracker:
         self._seed_motion.clear()
         self._last_extent.clear()
         self._shape_world.clear()
-        self._seed_shift.clear()
         self._undo.clear()
         self._t = 0
 
@@ -194,7 +191,6 @@ class StreamingTracker:
         self._seed_motion.pop(obj_id, None)
         self._last_extent.pop(obj_id, None)
         self._shape_world.pop(obj_id, None)
-        self._seed_shift.pop(obj_id, None)
         self._undo.pop(obj_id, None)
         return found
 
@@ -416,11 +412,12 @@ class StreamingTracker:
                 if p is not None and (p.lidar_points or p.image_points):
                     clicked[oid] = p
             prior = self._prior_inputs(frame) if self.lidar_refine != "none" or self.image_from_lidar else None
-            carried: Dict[int, Optional[int]] = {}
+            carried: Dict[int, Tuple[Optional[int], np.ndarray]] = {}
             if self.lidar_refine == "components":
                 for j, oid in enumerate(ids):
                     if oid not in clicked and oid in self._seed_world:
-                        carried[oid] = s = self._carried_seed(oid, frame, prior)
+                        carried[oid] = self._carried_seed(oid, frame, prior)
+                        s = carried[oid][0]
                         if s is not None and prompts[j] is None and self.geometric_params.reprompt_seed:
                             seed_click = _PendingPrompt(lidar_points=[prior[0][s][None]],
                                                         lidar_labels=[np.ones(1, np.int64)])
@@ -507,10 +504,10 @@ class StreamingTracker:
         ground_z = geo.frame_ground_height(xyz, finite, self.geometric_params)
         return xyz, finite, ground_z, xyz[:, 2] < ground_z + self.geometric_params.ground_margin
 
-    def _carried_seed(self, oid: int, frame: Frame, prior) -> Optional[int]:
+    def _carried_seed(self, oid: int, frame: Frame, prior) -> Tuple[Optional[int], np.ndarray]:
         """The point an object's last mask centroid (moved by ego motion, and by its own velocity as
-        ``GeometricParams.seed_motion`` says) lands on in this frame, or None; records the assumed own motion in
-        ``_seed_shift`` (for ``merge_shape``).
+        ``GeometricParams.seed_motion`` says) lands on in this frame, or None; and the world shift of the object's
+        own motion that seed assumed (zero for the static seed; ``merge_shape`` moves the last mask by it).
         """
         from . import geometric as geo
 
@@ -518,32 +515,31 @@ class StreamingTracker:
         xyz, _, _, ground = prior
         pose = np.asarray(frame.lidar2world, np.float64) if self.use_ego_motion else np.eye(4)
 
+        still = np.zeros(3)
+
         def static():
-            self._seed_shift[oid] = np.zeros(3)
-            return geo.carried_seed(xyz, ~ground, self._seed_world[oid], pose, gp)
+            return geo.carried_seed(xyz, ~ground, self._seed_world[oid], pose, gp), still
 
         def ahead():
-            if oid not in self._seed_motion:
-                return None
-            t_prev, vel = self._seed_motion[oid]
+            t_prev, vel = self._seed_motion.get(oid, (0.0, np.full(3, np.nan)))
             if not np.isfinite(vel).all():
-                return None
-            self._seed_shift[oid] = vel * float(np.clip(frame.timestamp - t_prev, 0.0, self.VELOCITY_HORIZON))
-            s = geo.carried_seed(xyz, ~ground, self._seed_world[oid] + self._seed_shift[oid], pose, gp)
+                return None, still
+            shift = vel * float(np.clip(frame.timestamp - t_prev, 0.0, self.VELOCITY_HORIZON))
+            s = geo.carried_seed(xyz, ~ground, self._seed_world[oid] + shift, pose, gp)
             if s is not None and gp.seed_motion == "static_then_velocity" and oid in self._last_extent:
                 comp = geo.region_grow(xyz, ~ground, np.array([s]), gp.grow_radius, gp.max_extent)
                 if geo.xy_extent(xyz[comp]) > self._last_extent[oid] + gp.shape_growth:
-                    return None  # a structure the object's point merges into (a wall, a hedge), not the object
-            return s
+                    return None, still  # a structure the object's point merges into (a wall, a hedge)
+            return s, shift
 
         if gp.seed_motion == "static":
             return static()
         first, then = (ahead, static) if gp.seed_motion == "constant_velocity" else (static, ahead)
-        s = first()
-        return then() if s is None else s
+        found = first()
+        return then() if found[0] is None else found
 
     def _apply_priors(self, res: TrackResult, frame: Frame, clicked: Dict[int, "_PendingPrompt"], prior,
-                      carried: Dict[int, Optional[int]]) -> None:
+                      carried: Dict[int, Tuple[Optional[int], np.ndarray]]) -> None:
         """The geometric priors of the constructor (in place on ``res``); ``clicked``: this frame's prompts,
         ``prior``: :meth:`_prior_inputs`, ``carried``: :meth:`_carried_seed` of the objects that have one.
         """
@@ -559,7 +555,7 @@ class StreamingTracker:
                 if oid in clicked:
                     seeds = self._click_seeds(clicked[oid], frame, xyz, ~ground)
                 elif oid in carried:  # the last mask's centroid, moved into this frame by ego motion
-                    s = carried[oid]
+                    s = carried[oid][0]
                     if s is None:  # nothing where the object was: reported absent (the model's mask is not kept)
                         self._report_absent(res, j)
                         continue
@@ -569,7 +565,7 @@ class StreamingTracker:
                 shape = None
                 if gp.merge_shape and oid in carried and oid in self._shape_world:
                     inv = np.linalg.inv(pose)  # the last mask, moved as the seed was, into this frame
-                    shape = (self._shape_world[oid] + self._seed_shift.get(oid, 0.0)) @ inv[:3, :3].T + inv[:3, 3]
+                    shape = (self._shape_world[oid] + carried[oid][1]) @ inv[:3, :3].T + inv[:3, 3]
                 res.point_masks[j], core = geo.refine_lidar_mask(xyz, res.point_masks[j], gp,
                                                                  np.array(seeds, np.int64), ground=ground,
                                                                  with_core=True, shape=shape)
@@ -582,10 +578,10 @@ class StreamingTracker:
                     if not core.any():
                         self._report_absent(res, j)
                         continue
-                if res.point_masks[j].any():
-                    self._last_extent[oid] = geo.xy_extent(xyz[res.point_masks[j]])
-                if gp.merge_shape and res.point_masks[j].any():
-                    pts = xyz[res.point_masks[j]]
+                pts = xyz[res.point_masks[j]]
+                if len(pts):
+                    self._last_extent[oid] = geo.xy_extent(pts)
+                if gp.merge_shape and len(pts):
                     if len(pts) > self.SHAPE_POINTS:
                         pts = pts[np.linspace(0, len(pts) - 1, self.SHAPE_POINTS).astype(np.int64)]
                     self._shape_world[oid] = pts @ pose[:3, :3].T + pose[:3, 3]

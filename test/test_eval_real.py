@@ -215,7 +215,7 @@ def test_components_prior_follows_the_box_with_ego_motion():
 def test_components_prior_seed_motion(motion):
     """A box (2 m long) driving away, 1.5 m then 2.5 m per 0.1 s frame: the static seed (the last centroid, 1 m seed
     radius) loses it at the first 2.5 m step, the constant-velocity seed (``GeometricParams.seed_motion``) keeps it,
-    and so does the static seed with the velocity as its fallback (asked once the box has moved 3 m)."""
+    and so does the static seed with the velocity as its fallback."""
     import torch
 
     from sam4d_model.config import load_config
@@ -388,7 +388,7 @@ def test_reprompt_seed_clicks_the_carried_seed_for_the_model():
         tr.add_prompt(1, lidar_points=[[10.0, 0.0, -1.0]])
         tr.step(f0)
     reprompt, plain, explicit = trackers
-    seed = reprompt._carried_seed(1, f1, reprompt._prior_inputs(f1))
+    seed, _ = reprompt._carried_seed(1, f1, reprompt._prior_inputs(f1))
     assert seed is not None
     explicit.add_prompt(1, lidar_points=f1.points[seed:seed + 1, :3])
     r_re, r_plain, r_exp = (tr.step(f1) for tr in trackers)

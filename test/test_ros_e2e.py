@@ -18,9 +18,10 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 # Mean LiDAR IoU every prompted object (the service LiDAR click, the service image click on a moving car and the
 # /clicked_point click in odom) must exceed with the embedded sam4d_tiny and the node's default
 # lidar_refine:=components: #13's target, and what it reliably reaches since the velocity-fallback seed and the
-# shape merge (2026-12-07, 5 runs on 2 CPU cores, one from a fresh clone): 0.73-0.85 / 0.69-0.77 / 0.73-0.83. Before them the moving car
-# scored 0.17-0.27 (the static seed stayed behind it) and the odom-clicked car 0.44-0.53 (split by the scan rings
-# as it receded). The model alone (lidar_refine:=none) scored 0.06-0.16 for the best object.
+# shape merge (2026-12-07, 5 runs on 2 CPU cores, one from a fresh clone): 0.73-0.85 / 0.69-0.77 / 0.73-0.83.
+# Before them the moving car scored 0.17-0.27 (the static seed stayed behind it) and the odom-clicked car
+# 0.44-0.53 (split by the scan rings as it receded). The model alone (lidar_refine:=none) scored 0.06-0.16 for the
+# best object.
 IOU_MIN_EVERY_OBJECT = 0.5
 
 
